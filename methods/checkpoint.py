@@ -1,0 +1,120 @@
+"""Pruned checkpoints: safetensors + config + tokenizer + `pruning.json` (per-layer shapes,
+file sha256s, provenance). `load_pruned(path)` rebuilds the model in a fresh process; a dense HF
+directory (one without `pruning.json`) loads through the same call. No pickle anywhere.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from .data import sha256_file
+from .io import read_json, write_json
+
+__all__ = ["CheckpointError", "layer_shapes", "save_pruned", "load_pruned", "verify_checkpoint"]
+
+FORMAT = "prunebench.pruned/1"
+INFO = "pruning.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated or does not match its recorded sha256."""
+
+
+def layer_shapes(model) -> list[dict[str, Any]]:
+    head_dim = _head_dim(model.config)
+    shapes = []
+    for layer in model.model.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        heads = attn.o_proj.in_features // head_dim
+        shapes.append({
+            "heads": heads,
+            "kv_heads": attn.k_proj.out_features // head_dim if heads else 0,
+            "channels": mlp.down_proj.in_features,
+            "o_proj_bias": attn.o_proj.bias is not None,
+            "down_proj_bias": mlp.down_proj.bias is not None,
+        })
+    return shapes
+
+
+def _head_dim(config) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def save_pruned(model, tokenizer, path: str | os.PathLike, info: dict[str, Any] | None = None) -> None:
+    """Write the checkpoint into a temporary folder and rename it: `path` is complete or absent."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    files = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.safetensors"))}
+    write_json(tmp / INFO, {"format": FORMAT, "layers": layer_shapes(model), "files": files, **(info or {})})
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Check that every weight file exists with its recorded sha256; returns the info or {} (dense)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"no model checkpoint at {path} (config.json missing)")
+    info_file = path / INFO if (path / INFO).is_file() else path / "manifest.json"
+    if not info_file.is_file():
+        return {}
+    info = read_json(info_file)
+    for name, expected in info["files"].items():
+        if not name.endswith(".safetensors"):
+            continue
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint {path} is incomplete: {name} is missing")
+        actual = sha256_file(file)
+        if actual != expected:
+            raise CheckpointError(f"checkpoint {path} is corrupt or was modified: {name} sha256 {actual} "
+                                  f"!= recorded {expected}")
+    return info if info_file.name == INFO else {}
+
+
+def load_pruned(path: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True):
+    """The model stored at `path` (pruned or dense), in eval mode."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = Path(path)
+    info = verify_checkpoint(path) if verify else (read_json(path / INFO) if (path / INFO).is_file() else {})
+    if not info:
+        return AutoModelForCausalLM.from_pretrained(path, device_map=device).eval()
+    if info.get("format") != FORMAT:
+        raise CheckpointError(f"{path / INFO}: unknown format {info.get('format')!r}, expected {FORMAT!r}")
+    from .surgery import resize_layer
+
+    config = AutoConfig.from_pretrained(path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    head_dim = _head_dim(config)
+    for i, (layer, shape) in enumerate(zip(model.model.layers, info["layers"])):
+        resize_layer(layer, i, shape, head_dim)
+    state = {}
+    for name in info["files"]:
+        try:
+            state.update(load_file(str(path / name), device=str(device)))
+        except Exception as err:  # safetensors reports truncation as a header/size error
+            raise CheckpointError(f"checkpoint {path}: cannot read {name}: {err}") from err
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
+    if unexpected or set(missing) - tied:
+        raise CheckpointError(f"checkpoint {path} does not match its pruning.json: missing "
+                              f"{sorted(set(missing) - tied)}, unexpected {sorted(unexpected)}")
+    if tied:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    # Non-persistent buffers (rotary frequencies) are not in the file: build them for real.
+    with torch.device(device):
+        model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
+    leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftover:
+        raise CheckpointError(f"checkpoint {path}: tensors not restored: {leftover[:5]}")
+    return model.eval()

@@ -1,0 +1,87 @@
+"""Checks of a (schema-valid) config that the JSON schema cannot express, run before any job.
+
+Each failure names the bad value and what is allowed. Nothing here touches results.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import check_params, check_ratio, method_module
+from .calibration import CalibrationSpec
+from .data import CORPORA, PERPLEXITY, DataError, verify_dataset
+from .models import check_source
+from .zeroshot import available_tasks, check_limits, task_config
+
+__all__ = ["ConfigError", "check_config", "datasets_needed", "calibration_of", "ratio_label"]
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work."""
+
+
+def ratio_label(ratio: float) -> str:
+    """How a ratio appears in paths and tables: 0.2, 0.5 (dense: 0)."""
+    return f"{ratio:g}"
+
+
+def calibration_of(method: dict[str, Any], seed: int) -> CalibrationSpec | None:
+    cal = method.get("calibration")
+    if not cal:
+        return None
+    return CalibrationSpec(cal["corpus"], cal["nsamples"], cal["seqlen"], cal.get("seed", seed))
+
+
+def datasets_needed(config: dict[str, Any]) -> list[str]:
+    """Every dataset folder the configured run reads."""
+    ev = config["evaluation"]
+    names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]}
+    names |= {task_config(t)["dataset_kwargs"]["data_files"]["test"].split("/")[0] for t in ev["zeroshot"]["tasks"]}
+    names |= {CORPORA[m["calibration"]["corpus"]].dataset for m in config["methods"].values() if m.get("calibration")}
+    if any(m.get("tune", True) for m in config["methods"].values()):
+        names.add(config.get("recovery", {}).get("dataset", "alpaca"))
+    return sorted(names)
+
+
+def check_config(config: dict[str, Any], verify_data: bool = True) -> None:
+    try:
+        _check(config, verify_data)
+    except (ValueError, DataError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def _check(config: dict[str, Any], verify_data: bool) -> None:
+    for name, model in config["models"].items():
+        try:
+            check_source(model["source"])
+        except ValueError as err:
+            raise ValueError(f"model {name!r}: {err}") from None
+    for ratio in config["ratios"]:
+        if check_ratio(ratio) == 0:
+            raise ValueError("pruning ratio 0 is not allowed in `ratios` (the dense model is always evaluated)")
+    labels = [ratio_label(r) for r in config["ratios"]]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"ratios {config['ratios']} repeat a value")
+    for name, method in config["methods"].items():
+        module = method_module(method["module"])
+        try:
+            check_params(module, method.get("params") or {})
+        except ValueError as err:
+            raise ValueError(f"method {name!r}: {err}") from None
+        cal = method.get("calibration")
+        if module.NEEDS and not cal:
+            raise ValueError(f"method {name!r} ({method['module']}) needs a `calibration` entry "
+                             f"(corpus: one of {sorted(CORPORA)})")
+        if cal and cal["corpus"] not in CORPORA:
+            raise ValueError(f"method {name!r}: unknown calibration corpus {cal['corpus']!r}; "
+                             f"allowed: {', '.join(sorted(CORPORA))}")
+    ev = config["evaluation"]
+    for name in ev["perplexity"]["datasets"]:
+        if name not in PERPLEXITY:
+            raise ValueError(f"unknown perplexity dataset {name!r}; allowed: {', '.join(PERPLEXITY)}")
+    for task in ev["zeroshot"]["tasks"]:
+        if task not in available_tasks():
+            raise ValueError(f"unknown zero-shot task {task!r}; allowed: {', '.join(available_tasks())}")
+    check_limits(ev["zeroshot"]["tasks"], ev["zeroshot"].get("limit"))
+    if verify_data:
+        for name in datasets_needed(config):
+            verify_dataset(name, config["data_dir"])

@@ -1,0 +1,15 @@
+"""Magnitude-sp: the L2 norm of each o_proj/down_proj input column, uniform per layer, no data."""
+from __future__ import annotations
+
+from .calibration import Calibration
+from .scores import input_channel_scores
+from .structure import PruningPlan, Shapes, uniform_counts, uniform_plan
+
+NEEDS = None
+
+
+def prune(model, ratio: float, calib: Calibration, *, match_params: bool = True) -> PruningPlan:
+    shapes = Shapes.of(model)
+    attn, mlp = input_channel_scores(model, "L2")
+    return uniform_plan(shapes, attn, mlp, uniform_counts(shapes, ratio, match_params),
+                        details={"metric": "L2", "structure": "UL-UM"})

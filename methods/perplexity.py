@@ -1,0 +1,61 @@
+"""Perplexity as the seeds measure it: the test text tokenized once, cut into non-overlapping
+windows of `seqlen` tokens, ppl = exp(mean next-token NLL over every predicted token).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+__all__ = ["window_starts", "window_nll", "perplexity"]
+
+
+def window_starts(n_tokens: int, seqlen: int, max_windows: int | None = None) -> list[int]:
+    """Start offsets of the non-overlapping windows (the tail shorter than `seqlen` is dropped).
+
+    With `max_windows`, an evenly spaced subset: it covers the whole text rather than its start.
+    """
+    n = n_tokens // seqlen
+    if max_windows is None or max_windows >= n:
+        return [i * seqlen for i in range(n)]
+    return [(i * n // max_windows) * seqlen for i in range(max_windows)]
+
+
+@torch.inference_mode()
+def window_nll(model, windows: torch.Tensor) -> torch.Tensor:
+    """Mean NLL of each window's predicted tokens (positions 1..seqlen-1), float64 [n]."""
+    logits = model(windows).logits[:, :-1].float()
+    nll = F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten(), reduction="none")
+    return nll.view(windows.shape[0], -1).mean(dim=1).double()
+
+
+def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: int = 8,
+               max_windows: int | None = None, desc: str = "ppl") -> dict:
+    """ppl of `token_ids` (1-D) plus the standard error of the mean window NLL and the window counts.
+
+    Every window predicts seqlen-1 tokens, so the mean of window means is the mean token NLL.
+    """
+    token_ids = token_ids.flatten()
+    starts = window_starts(token_ids.numel(), seqlen, max_windows)
+    if not starts:
+        raise ValueError(f"text of {token_ids.numel()} tokens is shorter than one window of {seqlen}")
+    device = next(model.parameters()).device
+    nlls = []
+    for i in tqdm(range(0, len(starts), batch_size), desc=desc, mininterval=10):
+        batch = torch.stack([token_ids[s:s + seqlen] for s in starts[i:i + batch_size]]).to(device)
+        nlls.append(window_nll(model, batch).cpu())
+    nll = torch.cat(nlls)
+    mean = nll.mean().item()
+    sem = nll.std().item() / math.sqrt(len(nll)) if len(nll) > 1 else float("nan")
+    return {
+        "ppl": math.exp(mean),
+        "ppl_stderr": math.exp(mean) * sem,  # delta method
+        "nll": mean,
+        "nll_stderr": sem,
+        "seqlen": seqlen,
+        "windows": len(starts),
+        "windows_total": token_ids.numel() // seqlen,
+        "tokens": token_ids.numel(),
+    }

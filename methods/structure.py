@@ -1,0 +1,186 @@
+"""Choosing the structure: which attention units and MLP channels each layer keeps.
+
+The attention unit is a whole KV group (one kv head with its query heads), so every pruned layer
+stays a valid grouped-query attention; for an MHA model it is exactly one head, FLAP's unit.
+An MLP unit is one intermediate channel (gate/up row, down column). Costs are the parameters a
+unit takes away, read from the model's real shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["Shapes", "LayerKeep", "PruningPlan", "group_scores", "standardize", "uniform_counts", "channels_for_budget",
+           "keep_top", "keep_uniform", "uniform_plan", "keep_global", "local_counts", "solve_local_ratio"]
+
+
+@dataclass(frozen=True)
+class Shapes:
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+
+    @classmethod
+    def of(cls, model) -> "Shapes":
+        from .models import architecture
+
+        arch = architecture(model.config)
+        return cls(**{k: arch[k] for k in ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate")})
+
+    @property
+    def group_size(self) -> int:
+        """Query heads per kv head."""
+        return self.heads // self.kv_heads
+
+    @property
+    def unit_cost(self) -> int:
+        """Parameters of one KV group: q rows and o columns of its query heads, its k and v rows."""
+        return (2 * self.group_size + 2) * self.head_dim * self.hidden
+
+    @property
+    def channel_cost(self) -> int:
+        return 3 * self.hidden
+
+    @property
+    def layer_params(self) -> int:
+        return self.kv_heads * self.unit_cost + self.intermediate * self.channel_cost
+
+    @property
+    def prunable_params(self) -> int:
+        """Decoder attention + MLP parameters: the denominator of `ratio` (FLAP's definition)."""
+        return self.layers * self.layer_params
+
+
+@dataclass
+class LayerKeep:
+    q_heads: list[int]  # kept query heads, original indices, ascending
+    kv_heads: list[int]  # kept kv heads
+    channels: list[int]  # kept MLP channels
+
+
+@dataclass
+class PruningPlan:
+    layers: list[LayerKeep]
+    compensate: bool = False  # add W[:, removed] @ mean[removed] to the output bias (FLAP)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_units(cls, shapes: Shapes, kept_units: list[list[int]], kept_channels: list[list[int]],
+                   **kwargs) -> "PruningPlan":
+        g = shapes.group_size
+        layers = [LayerKeep([u * g + j for u in units for j in range(g)], list(units), list(channels))
+                  for units, channels in zip(kept_units, kept_channels)]
+        return cls(layers, **kwargs)
+
+    def kept_params(self, shapes: Shapes) -> int:
+        return sum(len(k.kv_heads) * shapes.unit_cost + len(k.channels) * shapes.channel_cost
+                   for k in self.layers)
+
+    def summary(self, shapes: Shapes) -> dict[str, Any]:
+        return {
+            "kept_kv_heads": [len(k.kv_heads) for k in self.layers],
+            "kept_heads": [len(k.q_heads) for k in self.layers],
+            "kept_channels": [len(k.channels) for k in self.layers],
+            "prunable_params": shapes.prunable_params,
+            "removed_fraction": 1 - self.kept_params(shapes) / shapes.prunable_params,
+        }
+
+
+def group_scores(channel_scores: torch.Tensor, shapes: Shapes, reduce: str = "sum") -> torch.Tensor:
+    """KV-group scores from the per-channel scores of `o_proj`'s input [heads*head_dim].
+
+    HF orders query heads by kv group (head h uses kv head h // group_size), so a group's
+    channels are contiguous.
+    """
+    per_group = channel_scores.reshape(shapes.kv_heads, shapes.group_size * shapes.head_dim)
+    return per_group.sum(dim=1) if reduce == "sum" else per_group.mean(dim=1)
+
+
+def standardize(scores: torch.Tensor) -> torch.Tensor:
+    """z-score across one layer's channels, as FLAP does before ranking globally."""
+    return (scores - scores.mean()) / scores.std()
+
+
+def uniform_counts(shapes: Shapes, ratio: float, match_params: bool = True) -> tuple[int, int]:
+    """(units, channels) removed in every layer for a uniform structure.
+
+    Units removed: int(ratio * kv_heads), as FLAP's code floors the head count. With
+    `match_params` the channel count is then solved so that each layer loses `ratio` of its
+    parameters (with few kv groups the head count alone cannot follow the ratio); otherwise
+    int(ratio * intermediate) as in FLAP's code.
+    """
+    units = int(ratio * shapes.kv_heads)
+    if not match_params:
+        return units, int(ratio * shapes.intermediate)
+    return units, channels_for_budget(shapes, ratio, units)
+
+
+def channels_for_budget(shapes: Shapes, ratio: float, units_removed: int) -> int:
+    """MLP channels a layer loses so that, with `units_removed` KV groups gone, it loses `ratio`
+    of its parameters (clamped to what the layer has)."""
+    left = ratio * shapes.layer_params - units_removed * shapes.unit_cost
+    return min(max(round(left / shapes.channel_cost), 0), shapes.intermediate)
+
+
+def keep_top(scores: torch.Tensor, n_remove: int) -> list[int]:
+    """Indices kept after removing the `n_remove` lowest scores (ties: the lower index goes first)."""
+    order = torch.argsort(scores, stable=True)
+    return sorted(order[n_remove:].tolist())
+
+
+def keep_uniform(unit_scores: list[torch.Tensor], channel_scores: list[torch.Tensor],
+                 units_removed: list[int] | int, channels_removed: list[int] | int) -> tuple[list, list]:
+    """Per layer, drop the lowest-scored units and channels (counts per layer or one for all)."""
+    n = len(unit_scores)
+    ur = units_removed if isinstance(units_removed, list) else [units_removed] * n
+    cr = channels_removed if isinstance(channels_removed, list) else [channels_removed] * n
+    return ([keep_top(s, r) for s, r in zip(unit_scores, ur)],
+            [keep_top(s, r) for s, r in zip(channel_scores, cr)])
+
+
+def uniform_plan(shapes: Shapes, attn_channel_scores: list[torch.Tensor], mlp_scores: list[torch.Tensor],
+                 counts: tuple[int, int], **plan_kwargs) -> PruningPlan:
+    """Every layer loses `counts` = (KV groups, MLP channels), the lowest by score; a group
+    scores the sum of its o_proj input channels."""
+    units, channels = keep_uniform([group_scores(a, shapes) for a in attn_channel_scores], mlp_scores, *counts)
+    return PruningPlan.from_units(shapes, units, channels, **plan_kwargs)
+
+
+def keep_global(unit_scores: list[torch.Tensor], channel_scores: list[torch.Tensor], shapes: Shapes,
+                keep_fraction: float) -> tuple[list, list]:
+    """Rank every unit of every layer together, best first, and keep the prefix whose parameter
+    cost is closest to `keep_fraction` of the prunable parameters (FLAP's AL-AM)."""
+    scores = torch.cat([torch.stack(unit_scores).flatten(), torch.stack(channel_scores).flatten()]).double()
+    n_units = sum(s.numel() for s in unit_scores)
+    costs = torch.cat([torch.full((n_units,), shapes.unit_cost, dtype=torch.float64),
+                       torch.full((scores.numel() - n_units,), shapes.channel_cost, dtype=torch.float64)])
+    order = torch.argsort(-scores, stable=True)
+    kept_cost = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(costs[order], 0)])
+    n_keep = int(torch.argmin((kept_cost - keep_fraction * costs.sum()).abs()))
+    kept = torch.zeros(scores.numel(), dtype=torch.bool)
+    kept[order[:n_keep]] = True
+    units, channels = kept[:n_units].view(len(unit_scores), -1), kept[n_units:].view(len(channel_scores), -1)
+    return ([torch.nonzero(u).flatten().tolist() for u in units],
+            [torch.nonzero(c).flatten().tolist() for c in channels])
+
+
+def local_counts(n: int, channel_ratio: float) -> int:
+    """Units a layer loses at a local ratio, as torch-pruning (LLM-Pruner): n - int(n * (1 - r))."""
+    return n - int(n * (1 - channel_ratio))
+
+
+def solve_local_ratio(shapes: Shapes, ratio: float, n_pruned_layers: int) -> float:
+    """The local channel ratio on `n_pruned_layers` layers whose real removal is closest to `ratio`
+    of the prunable parameters (so that methods are compared at equal parameter reduction)."""
+    def removed(r: float) -> float:
+        per_layer = (local_counts(shapes.kv_heads, r) * shapes.unit_cost
+                     + local_counts(shapes.intermediate, r) * shapes.channel_cost)
+        return n_pruned_layers * per_layer / shapes.prunable_params
+
+    grid = [i / 10000 for i in range(10000)]
+    return min(grid, key=lambda r: (abs(removed(r) - ratio), r))

@@ -1,0 +1,171 @@
+"""Model surgery: physically remove (or, for debugging, mask) attention heads and MLP channels.
+
+Removal slices q/k/v rows, o_proj columns, gate/up rows and down_proj columns; layers may end
+with different widths. Masking zeroes the same rows and columns but keeps the shapes (FLAP's
+`--unstr`); both give the same outputs. With bias compensation the removed inputs' mean
+contribution W[:, removed] @ mean[removed] becomes the output projection's bias.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .activations import ActivationStats
+from .structure import LayerKeep, PruningPlan
+
+__all__ = ["RemovedAttention", "apply_plan", "resize_layer"]
+
+
+class RemovedAttention(nn.Module):
+    """An attention block with every head removed: its output is the o_proj bias alone.
+
+    `o_proj` stays a Linear with zero inputs, so the checkpoint keys (and the compensation bias)
+    are where they were.
+    """
+
+    def __init__(self, hidden: int, layer_idx: int, dtype=None, device=None):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.o_proj = nn.Linear(0, hidden, bias=True, dtype=dtype, device=device)
+        nn.init.zeros_(self.o_proj.bias)
+
+    def forward(self, hidden_states, position_embeddings=None, attention_mask=None,
+                past_key_values=None, **kwargs):
+        if past_key_values is not None:
+            # Keep the cache's length bookkeeping for this layer (generation reads positions from
+            # it) with a one-element placeholder per token.
+            b, s = hidden_states.shape[:2]
+            dummy = hidden_states.new_zeros(b, 1, s, 1)
+            past_key_values.update(dummy, dummy, self.layer_idx)
+        return self.o_proj(hidden_states[..., :0]), None
+
+
+def _channels(heads: list[int], head_dim: int) -> torch.Tensor:
+    return torch.tensor([h * head_dim + d for h in heads for d in range(head_dim)], dtype=torch.long)
+
+
+def _removed(n: int, kept: torch.Tensor) -> torch.Tensor:
+    mask = torch.ones(n, dtype=torch.bool)
+    mask[kept] = False
+    return torch.nonzero(mask).flatten()
+
+
+def _compensation(out_proj: nn.Linear, removed: torch.Tensor, mean: torch.Tensor | None) -> torch.Tensor:
+    """The output bias after removing `removed` inputs: old bias + W[:, removed] @ mean[removed]."""
+    bias = out_proj.bias.detach().double() if out_proj.bias is not None else 0
+    if mean is not None and removed.numel():
+        bias = bias + out_proj.weight.detach()[:, removed].double() @ mean[removed].double().to(out_proj.weight.device)
+    return bias
+
+
+def _slice_linear(linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None,
+                  bias: torch.Tensor | None = None) -> nn.Linear:
+    w = linear.weight.detach()
+    w = w[rows] if rows is not None else w
+    w = w[:, cols] if cols is not None else w
+    if bias is None and linear.bias is not None:
+        bias = linear.bias.detach()[rows] if rows is not None else linear.bias.detach()
+    new = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, dtype=w.dtype, device=w.device)
+    with torch.no_grad():
+        new.weight.copy_(w)
+        if bias is not None:
+            new.bias.copy_(bias.to(w.dtype) if isinstance(bias, torch.Tensor) else torch.full_like(new.bias, bias))
+    return new
+
+
+def _mask_linear(linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None,
+                 bias: torch.Tensor | None = None) -> None:
+    with torch.no_grad():
+        if rows is not None:
+            linear.weight[rows] = 0
+            if linear.bias is not None:
+                linear.bias[rows] = 0
+        if cols is not None:
+            linear.weight[:, cols] = 0
+        if bias is not None:
+            if linear.bias is None:
+                linear.bias = nn.Parameter(torch.zeros(linear.out_features, dtype=linear.weight.dtype,
+                                                       device=linear.weight.device))
+            linear.bias.copy_(bias.to(linear.weight.dtype) if isinstance(bias, torch.Tensor)
+                              else torch.full_like(linear.bias, bias))
+
+
+def _prune_attention(layer: nn.Module, idx: int, keep: LayerKeep, head_dim: int,
+                     mean: torch.Tensor | None, mask: bool) -> None:
+    attn = layer.self_attn
+    n_heads = attn.q_proj.out_features // head_dim
+    n_kv = attn.k_proj.out_features // head_dim
+    q_keep, kv_keep = _channels(keep.q_heads, head_dim), _channels(keep.kv_heads, head_dim)
+    q_drop, kv_drop = _removed(n_heads * head_dim, q_keep), _removed(n_kv * head_dim, kv_keep)
+    if not q_drop.numel() and not kv_drop.numel():
+        return
+    bias = _compensation(attn.o_proj, q_drop, mean) if mean is not None else None
+    if mask:
+        _mask_linear(attn.q_proj, rows=q_drop)
+        _mask_linear(attn.k_proj, rows=kv_drop)
+        _mask_linear(attn.v_proj, rows=kv_drop)
+        _mask_linear(attn.o_proj, cols=q_drop, bias=bias)
+        return
+    if not keep.q_heads:
+        removed = RemovedAttention(attn.o_proj.out_features, idx, attn.o_proj.weight.dtype, attn.o_proj.weight.device)
+        full = _compensation(attn.o_proj, q_drop, mean)
+        if isinstance(full, torch.Tensor):
+            removed.o_proj.bias.copy_(full)
+        layer.self_attn = removed
+        return
+    attn.q_proj = _slice_linear(attn.q_proj, rows=q_keep)
+    attn.k_proj = _slice_linear(attn.k_proj, rows=kv_keep)
+    attn.v_proj = _slice_linear(attn.v_proj, rows=kv_keep)
+    attn.o_proj = _slice_linear(attn.o_proj, cols=q_keep, bias=bias)
+    attn.num_key_value_groups = len(keep.q_heads) // len(keep.kv_heads)
+
+
+def _prune_mlp(mlp: nn.Module, keep: LayerKeep, mean: torch.Tensor | None, mask: bool) -> None:
+    kept = torch.tensor(keep.channels, dtype=torch.long)
+    drop = _removed(mlp.down_proj.in_features, kept)
+    if not drop.numel():
+        return
+    bias = _compensation(mlp.down_proj, drop, mean) if mean is not None else None
+    if mask:
+        _mask_linear(mlp.gate_proj, rows=drop)
+        _mask_linear(mlp.up_proj, rows=drop)
+        _mask_linear(mlp.down_proj, cols=drop, bias=bias)
+        return
+    mlp.gate_proj = _slice_linear(mlp.gate_proj, rows=kept)
+    mlp.up_proj = _slice_linear(mlp.up_proj, rows=kept)
+    mlp.down_proj = _slice_linear(mlp.down_proj, cols=kept, bias=bias)
+
+
+@torch.no_grad()
+def apply_plan(model, plan: PruningPlan, stats: ActivationStats | None = None, mask: bool = False):
+    """Apply `plan` in place (removal, or masking with `mask=True`) and return the model."""
+    if plan.compensate and stats is None:
+        raise ValueError("bias compensation needs the activation statistics (their means)")
+    head_dim = model.config.head_dim if getattr(model.config, "head_dim", None) else \
+        model.config.hidden_size // model.config.num_attention_heads
+    for i, (layer, keep) in enumerate(zip(model.model.layers, plan.layers)):
+        attn_mean = stats.mean["attn"][i] if plan.compensate else None
+        mlp_mean = stats.mean["mlp"][i] if plan.compensate else None
+        _prune_attention(layer, i, keep, head_dim, attn_mean, mask)
+        _prune_mlp(layer.mlp, keep, mlp_mean, mask)
+    return model
+
+
+def resize_layer(layer: nn.Module, idx: int, shape: dict, head_dim: int) -> None:
+    """Give a freshly built (dense) layer the shapes recorded in a pruned checkpoint."""
+    attn, mlp = layer.self_attn, layer.mlp
+    hidden, dtype, device = attn.o_proj.out_features, attn.o_proj.weight.dtype, attn.o_proj.weight.device
+    linear = lambda i, o, b: nn.Linear(i, o, bias=b, dtype=dtype, device=device)  # noqa: E731
+    if shape["heads"] == 0:
+        layer.self_attn = RemovedAttention(hidden, idx, dtype, device)
+    else:
+        q, kv = shape["heads"] * head_dim, shape["kv_heads"] * head_dim
+        attn.q_proj = linear(hidden, q, attn.q_proj.bias is not None)
+        attn.k_proj = linear(hidden, kv, attn.k_proj.bias is not None)
+        attn.v_proj = linear(hidden, kv, attn.v_proj.bias is not None)
+        attn.o_proj = linear(q, hidden, shape["o_proj_bias"])
+        attn.num_key_value_groups = shape["heads"] // shape["kv_heads"]
+    c = shape["channels"]
+    mlp.gate_proj = linear(hidden, c, mlp.gate_proj.bias is not None)
+    mlp.up_proj = linear(hidden, c, mlp.up_proj.bias is not None)
+    mlp.down_proj = linear(c, hidden, shape["down_proj_bias"])

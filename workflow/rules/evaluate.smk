@@ -1,0 +1,25 @@
+# Every model, dense, pruned or recovered, is evaluated by the same rule and script.
+
+
+rule evaluate:
+    input:
+        model=checkpoint_of,
+        data=eval_data,
+    output:
+        "results/{model}/{method}/{ratio}/metrics.json",
+    params:
+        evaluation=config["evaluation"],
+        tune="none",
+        config_files=workflow.configfiles,
+        device=config["device"],
+    threads: THREADS
+    resources:
+        mem_mb=lambda wc: model_resources(wc, "mem_mb", 4000),
+        runtime=lambda wc: model_resources(wc, "runtime", 60),
+        gpus=lambda wc: model_resources(wc, "gpus", 0),
+    log:
+        "results/logs/evaluate/{model}/{method}/{ratio}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{model}/{method}/{ratio}.tsv"
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,64 @@
+# calibrate -> score -> choose structure -> remove.
+
+
+rule calibration_windows:
+    input:
+        model=lambda wc: model_dir(wc.model),
+        data=lambda wc: f"resources/data/{CORPORA[CalibrationSpec.from_id(wc.calib).corpus].dataset}",
+    output:
+        "resources/calibration/{model}/{calib}/tokens.safetensors",
+    log:
+        "results/logs/calibration_windows/{model}/{calib}.log",
+    script:
+        "../scripts/calibration_windows.py"
+
+
+rule activation_stats:
+    input:
+        model=lambda wc: model_dir(wc.model),
+        tokens="resources/calibration/{model}/{calib}/tokens.safetensors",
+    output:
+        "resources/calibration/{model}/{calib}/activations.safetensors",
+    params:
+        device=config["device"],
+    threads: THREADS
+    resources:
+        mem_mb=lambda wc: model_resources(wc, "mem_mb", 4000),
+        runtime=lambda wc: model_resources(wc, "runtime", 30),
+        gpus=lambda wc: model_resources(wc, "gpus", 0),
+    log:
+        "results/logs/activation_stats/{model}/{calib}.log",
+    benchmark:
+        "results/benchmarks/activation_stats/{model}/{calib}.tsv"
+    script:
+        "../scripts/activation_stats.py"
+
+
+def prune_inputs(wc):
+    inputs = {"model": model_dir(wc.model)}
+    needs = method_module(METHODS[wc.method]["module"]).NEEDS
+    if needs:
+        inputs[needs] = f"{calibration_dir(wc.model, wc.method)}/{needs}.safetensors"
+    return inputs
+
+
+rule prune:
+    input:
+        unpack(prune_inputs),
+    output:
+        directory("results/{model}/{method}/{ratio}/model"),
+    params:
+        method=lambda wc: METHODS[wc.method],
+        seed=config["seed"],
+        device=config["device"],
+    threads: THREADS
+    resources:
+        mem_mb=lambda wc: model_resources(wc, "mem_mb", 4000),
+        runtime=lambda wc: model_resources(wc, "runtime", 30),
+        gpus=lambda wc: model_resources(wc, "gpus", 0),
+    log:
+        "results/logs/prune/{model}/{method}/{ratio}.log",
+    benchmark:
+        "results/benchmarks/prune/{model}/{method}/{ratio}.tsv"
+    script:
+        "../scripts/prune.py"

@@ -1,0 +1,48 @@
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from common import start_job  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from methods import load_pruned  # noqa: E402
+from methods.checkpoint import verify_checkpoint  # noqa: E402
+from methods.data import DATASETS  # noqa: E402
+from methods.evaluate import evaluate  # noqa: E402
+from methods.io import read_json, write_json  # noqa: E402
+from methods.provenance import Stopwatch, environment, peak_memory_mb  # noqa: E402
+
+sm = snakemake  # noqa: F821
+start_job(sm)
+wc, watch = sm.wildcards, Stopwatch()
+with watch("load"):
+    info = verify_checkpoint(sm.input.model)
+    model = load_pruned(sm.input.model, device=sm.params.device, verify=False)
+    tokenizer = AutoTokenizer.from_pretrained(sm.input.model)
+dense = read_json(f"resources/models/{wc.model}/manifest.json")
+results = evaluate(model, tokenizer, sm.params.evaluation, "resources/data", watch)
+params = sum(p.numel() for p in model.parameters())
+datasets = sorted({p.split("/")[-1] for p in sm.input.data})
+write_json(sm.output[0], {
+    "model": wc.model,
+    "method": wc.method,
+    "ratio": float(wc.ratio),
+    "tune": sm.params.tune,
+    "params": params,
+    "params_dense": dense["parameters"],
+    "params_kept": params / dense["parameters"],
+    "removed_fraction": info.get("structure", {}).get("removed_fraction", 0.0),
+    **results,
+    "pruning": {k: v for k, v in info.items() if k not in ("files", "layers", "environment")},
+    "provenance": {
+        "config": sm.config,
+        "config_files": sm.params.config_files,
+        "checkpoint": str(sm.input.model),
+        "checkpoint_sha256": info.get("files") or dense["files"],
+        "dense_model_sha256": dense["files"],
+        "model_source": dense["source"],
+        "data_sha256": {d: DATASETS[d].files for d in datasets},
+        "peak_memory_mb": peak_memory_mb(),
+        **environment(),
+    },
+})
+print(f"done: {watch.times}")
