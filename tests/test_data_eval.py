@@ -1,0 +1,131 @@
+"""Data registry, perplexity protocol, calibration windows and the lm-eval task YAMLs, on the
+real shared data."""
+from __future__ import annotations
+
+import math
+import shutil
+
+import pytest
+import torch
+
+from methods.calibration import CalibrationSpec, calibration_windows
+from methods.data import DATASETS, DataError, install_dataset, perplexity_text
+from methods.perplexity import perplexity, window_starts
+from methods.zeroshot import available_tasks, build_tasks, check_limits, evaluate_zeroshot
+
+TASKS = {"boolq": (3270, {2}), "piqa": (1838, {2}), "hellaswag": (10042, {4}), "winogrande": (1267, {2}),
+         "arc_easy": (2376, {3, 4, 5}), "arc_challenge": (1172, {3, 4, 5}), "openbookqa": (500, {4})}
+
+
+@pytest.fixture(scope="session")
+def installed(data_root, tmp_path_factory):
+    """Every dataset verified and copied, as the `data` rule does."""
+    root = tmp_path_factory.mktemp("data")
+    for name in DATASETS:
+        install_dataset(name, data_root, root / name)
+    return root
+
+
+def test_missing_and_corrupt_files_are_named(data_root, tmp_path):
+    src = tmp_path / "shared"
+    shutil.copytree(data_root / "boolq", src / "boolq")
+    (src / "boolq" / "dev.jsonl").write_text("{}\n")
+    with pytest.raises(DataError, match=r"corrupt data file .*boolq/dev.jsonl"):
+        install_dataset("boolq", src, tmp_path / "out" / "boolq")
+    assert not (tmp_path / "out" / "boolq").exists()
+    with pytest.raises(DataError, match=r"missing data file .*ptb/ptb.test.txt"):
+        install_dataset("ptb", src, tmp_path / "out" / "ptb")
+    with pytest.raises(DataError, match="unknown dataset 'wikitext103'"):
+        install_dataset("wikitext103", src, tmp_path / "x")
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_task_yaml_loads_real_file(installed, task):
+    docs_expected, choices_allowed = TASKS[task]
+    obj = build_tasks([task], installed)[task]
+    docs = list(obj.test_docs())
+    assert len(docs) == docs_expected
+    for doc in docs[:: max(1, len(docs) // 200)]:
+        choices = obj.doc_to_choice(doc)
+        assert len(choices) in choices_allowed
+        if task == "winogrande":  # partial scoring: the gold index is the context choice
+            assert obj.doc_to_text(doc) in (0, 1) and obj.doc_to_target(doc)
+        else:
+            assert 0 <= obj.doc_to_target(doc) < len(choices)
+            assert obj.doc_to_text(doc)
+
+
+def test_wikitext2_and_ptb_texts_follow_the_papers(data_root):
+    wiki = perplexity_text("wikitext2", data_root)
+    raw = (data_root / "wikitext2" / "wiki.test.raw").read_text()
+    assert wiki.count("\n\n") >= 4357  # 4358 HF rows joined by "\n\n"
+    assert wiki.replace("\n", "").replace(" ", "") == raw.replace("\n", "").replace(" ", "")
+    ptb = perplexity_text("ptb", data_root)
+    assert len(ptb.split("\n\n")) == 3761 and not ptb.startswith(" ")
+
+
+def test_windows_are_non_overlapping_and_cover_the_text():
+    starts = window_starts(1000, 128)
+    assert starts == [0, 128, 256, 384, 512, 640, 768]  # the 104-token tail is dropped, as the papers
+    sub = window_starts(100 * 128 + 5, 128, max_windows=10)
+    assert len(sub) == 10 and len(set(sub)) == 10 and sub[0] == 0 and sub[-1] == 90 * 128
+    assert all(b - a >= 128 for a, b in zip(sub, sub[1:]))
+
+
+class BigramModel(torch.nn.Module):
+    """logits[t] = table[token t]: a model whose perplexity can be computed by hand."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = torch.nn.Parameter(table)
+
+    def forward(self, ids):
+        return type("Out", (), {"logits": self.table[ids]})()
+
+
+def test_perplexity_equals_hand_computation():
+    torch.manual_seed(0)
+    table = torch.randn(5, 5)
+    ids = torch.tensor([0, 1, 2, 3, 4, 0, 2, 4, 1, 3, 3, 1, 0])  # 13 tokens: 3 windows of 4
+    logp = torch.log_softmax(table, dim=-1)
+    nll = [-logp[ids[s + t], ids[s + t + 1]].item() for s in (0, 4, 8) for t in range(3)]
+    result = perplexity(BigramModel(table), ids, seqlen=4, batch_size=2)
+    assert result["windows"] == 3 and result["windows_total"] == 3
+    assert math.isclose(result["ppl"], math.exp(sum(nll) / len(nll)), rel_tol=1e-6)
+    per_window = torch.tensor(nll).view(3, 3).mean(1).double()
+    assert math.isclose(result["nll_stderr"], (per_window.std() / math.sqrt(3)).item(), rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("corpus", ["c4", "bookcorpus"])
+def test_calibration_windows_are_deterministic(tokenizer, data_root, corpus):
+    spec = CalibrationSpec(corpus, nsamples=6, seqlen=64, seed=0)
+    a = calibration_windows(tokenizer, spec, data_root)
+    b = calibration_windows(tokenizer, spec, data_root)
+    c = calibration_windows(tokenizer, CalibrationSpec(corpus, 6, 64, seed=1), data_root)
+    assert a.shape == (6, 64) and a.dtype == torch.long
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert CalibrationSpec.from_id(spec.id) == spec
+    # the window is real corpus text
+    assert tokenizer.decode(a[0, 5:20]).strip() in " ".join(
+        __import__("methods.data", fromlist=["x"]).corpus_documents(corpus, data_root))
+
+
+def test_limit_checks():
+    assert check_limits(["boolq", "piqa"], 10) == {"boolq": 10, "piqa": 10}
+    assert check_limits(["boolq"], None) == {"boolq": None}
+    with pytest.raises(ValueError, match="limit 600 for 'openbookqa' is outside 1..500"):
+        check_limits(["openbookqa"], {"openbookqa": 600})
+    with pytest.raises(ValueError, match="unknown zero-shot task 'mmlu'"):
+        check_limits(["mmlu"], None)
+    assert len(available_tasks()) == 7
+
+
+def test_zeroshot_through_lm_eval(installed, tokenizer):
+    from conftest import tiny_model
+
+    results = evaluate_zeroshot(tiny_model(), tokenizer, ["piqa", "arc_challenge"], installed, limit=6,
+                                batch_size=8)
+    assert results["piqa"]["metric"] == "acc" and results["arc_challenge"]["metric"] == "acc_norm"
+    for r in results.values():
+        assert r["docs"] == 6 and 0 <= r["value"] <= 1 and r["stderr"] is not None
+        assert r["value"] * 6 == pytest.approx(round(r["value"] * 6))
