@@ -22,6 +22,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/prune.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/recover.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/collate.smk"
 

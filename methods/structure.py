@@ -169,18 +169,21 @@ def keep_global(unit_scores: list[torch.Tensor], channel_scores: list[torch.Tens
             [torch.nonzero(c).flatten().tolist() for c in channels])
 
 
-def local_counts(n: int, channel_ratio: float) -> int:
-    """Units a layer loses at a local ratio, as torch-pruning (LLM-Pruner): n - int(n * (1 - r))."""
-    return n - int(n * (1 - channel_ratio))
+def local_counts(shapes: Shapes, channel_ratio: float) -> tuple[int, int]:
+    """(KV groups, MLP channels) a layer loses at a local channel ratio, counted as torch-pruning
+    does for LLM-Pruner: on channels, n - int(n * (1 - r)), then whole groups of q channels."""
+    q_channels = shapes.heads * shapes.head_dim
+    group_width = shapes.group_size * shapes.head_dim
+    units = (q_channels - int(q_channels * (1 - channel_ratio))) // group_width
+    return units, shapes.intermediate - int(shapes.intermediate * (1 - channel_ratio))
 
 
 def solve_local_ratio(shapes: Shapes, ratio: float, n_pruned_layers: int) -> float:
     """The local channel ratio on `n_pruned_layers` layers whose real removal is closest to `ratio`
     of the prunable parameters (so that methods are compared at equal parameter reduction)."""
     def removed(r: float) -> float:
-        per_layer = (local_counts(shapes.kv_heads, r) * shapes.unit_cost
-                     + local_counts(shapes.intermediate, r) * shapes.channel_cost)
-        return n_pruned_layers * per_layer / shapes.prunable_params
+        units, channels = local_counts(shapes, r)
+        return n_pruned_layers * (units * shapes.unit_cost + channels * shapes.channel_cost) / shapes.prunable_params
 
     grid = [i / 10000 for i in range(10000)]
     return min(grid, key=lambda r: (abs(removed(r) - ratio), r))

@@ -61,6 +61,8 @@ def metrics_targets():
         for name, method in METHODS.items():
             for ratio in RATIOS:
                 out.append(f"results/{model}/{name}/{ratio}/metrics.json")
+                if method.get("tune", True):
+                    out.append(f"results/{model}/{name}/{ratio}/lora/metrics.json")
     return out
 
 

@@ -1,0 +1,41 @@
+# LoRA recovery ("w/ tune") of any pruned checkpoint; its evaluation is the ordinary evaluate rule.
+
+
+rule recover:
+    input:
+        model="results/{model}/{method}/{ratio}/model",
+        data=f"resources/data/{config['recovery']['dataset']}",
+    output:
+        directory("results/{model}/{method}/{ratio}/lora/model"),
+    params:
+        recovery=config["recovery"],
+        seed=config["seed"],
+        device=config["device"],
+    threads: THREADS
+    resources:
+        mem_mb=lambda wc: model_resources(wc, "mem_mb", 4000),
+        runtime=lambda wc: model_resources(wc, "runtime", 60),
+        gpus=lambda wc: model_resources(wc, "gpus", 0),
+    log:
+        "results/logs/recover/{model}/{method}/{ratio}.log",
+    benchmark:
+        "results/benchmarks/recover/{model}/{method}/{ratio}.tsv"
+    script:
+        "../scripts/recover.py"
+
+
+use rule evaluate as evaluate_tuned with:
+    input:
+        model="results/{model}/{method}/{ratio}/lora/model",
+        data=eval_data,
+    output:
+        "results/{model}/{method}/{ratio}/lora/metrics.json",
+    params:
+        evaluation=config["evaluation"],
+        tune="lora",
+        config_files=workflow.configfiles,
+        device=config["device"],
+    log:
+        "results/logs/evaluate/{model}/{method}/{ratio}.lora.log",
+    benchmark:
+        "results/benchmarks/evaluate/{model}/{method}/{ratio}.lora.tsv"
