@@ -12,7 +12,7 @@ from .data import CORPORA, PERPLEXITY, DataError, verify_dataset
 from .models import check_source
 from .zeroshot import available_tasks, check_limits, task_config
 
-__all__ = ["ConfigError", "check_config", "datasets_needed", "calibration_of", "ratio_label"]
+__all__ = ["ConfigError", "check_config", "datasets_needed", "task_dataset", "calibration_of", "ratio_label"]
 
 
 class ConfigError(ValueError):
@@ -31,15 +31,31 @@ def calibration_of(method: dict[str, Any], seed: int) -> CalibrationSpec | None:
     return CalibrationSpec(cal["corpus"], cal["nsamples"], cal["seqlen"], cal.get("seed", seed))
 
 
+def task_dataset(task: str) -> str:
+    """The data folder a zero-shot task reads (the first part of its data file path)."""
+    return task_config(task)["dataset_kwargs"]["data_files"]["test"].split("/")[0]
+
+
 def datasets_needed(config: dict[str, Any]) -> list[str]:
     """Every dataset folder the configured run reads."""
-    ev = config["evaluation"]
-    names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]}
-    names |= {task_config(t)["dataset_kwargs"]["data_files"]["test"].split("/")[0] for t in ev["zeroshot"]["tasks"]}
+    names = set()
+    for ev in (config[s] for s in ("evaluation", "reference_evaluation") if s in config):
+        names |= {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]}
+        names |= {task_dataset(t) for t in ev["zeroshot"]["tasks"]}
     names |= {CORPORA[m["calibration"]["corpus"]].dataset for m in config["methods"].values() if m.get("calibration")}
     if any(m.get("tune", True) for m in config["methods"].values()):
         names.add(config.get("recovery", {}).get("dataset", "alpaca"))
     return sorted(names)
+
+
+def _check_evaluation(ev: dict[str, Any]) -> None:
+    for name in ev["perplexity"]["datasets"]:
+        if name not in PERPLEXITY:
+            raise ValueError(f"unknown perplexity dataset {name!r}; allowed: {', '.join(PERPLEXITY)}")
+    for task in ev["zeroshot"]["tasks"]:
+        if task not in available_tasks():
+            raise ValueError(f"unknown zero-shot task {task!r}; allowed: {', '.join(available_tasks())}")
+    check_limits(ev["zeroshot"]["tasks"], ev["zeroshot"].get("limit"))
 
 
 def check_config(config: dict[str, Any], verify_data: bool = True) -> None:
@@ -74,14 +90,9 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
         if cal and cal["corpus"] not in CORPORA:
             raise ValueError(f"method {name!r}: unknown calibration corpus {cal['corpus']!r}; "
                              f"allowed: {', '.join(sorted(CORPORA))}")
-    ev = config["evaluation"]
-    for name in ev["perplexity"]["datasets"]:
-        if name not in PERPLEXITY:
-            raise ValueError(f"unknown perplexity dataset {name!r}; allowed: {', '.join(PERPLEXITY)}")
-    for task in ev["zeroshot"]["tasks"]:
-        if task not in available_tasks():
-            raise ValueError(f"unknown zero-shot task {task!r}; allowed: {', '.join(available_tasks())}")
-    check_limits(ev["zeroshot"]["tasks"], ev["zeroshot"].get("limit"))
+    for section in ("evaluation", "reference_evaluation"):
+        if section in config:
+            _check_evaluation(config[section])
     if verify_data:
         for name in datasets_needed(config):
             verify_dataset(name, config["data_dir"])

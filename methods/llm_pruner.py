@@ -96,6 +96,7 @@ def slice_importance(model, tokens: torch.Tensor, kind: str, layers
     shares: list[float] = []
     out: dict[int, dict[str, torch.Tensor]] = {i: {} for i in layers}
     def accumulate_fisher(key, w, g):
+        g = g.float()  # half-precision squares of small gradients underflow
         if key in fisher:
             fisher[key].addcmul_(g, g, value=1 / len(tokens))
         else:
@@ -162,3 +163,17 @@ def _reduce(stacked: torch.Tensor, aggregation: str) -> torch.Tensor:
     if aggregation == "prod":
         return stacked.prod(dim=0)
     return stacked[-1]
+
+
+def memory_estimate_gb(shapes: Shapes, vocab: int, n_pruned_layers: int, importance: str,
+                       weight_bytes: int = 2, tokens: int = 640) -> dict[str, float]:
+    """What computing the importance holds, in GB: the weights, element2's float32 Fisher over the
+    pruned layers, one layer's transient gradients, and the activations kept for backward."""
+    per_layer = shapes.layer_params
+    weights = (shapes.layers * per_layer + 2 * vocab * shapes.hidden) * weight_bytes
+    fisher = n_pruned_layers * per_layer * 4 if importance == "element2" else 0
+    gradients = per_layer * weight_bytes
+    # per token and layer roughly 16 hidden-sized and 3 intermediate-sized tensors, plus the logits
+    activations = tokens * (shapes.layers * (16 * shapes.hidden + 3 * shapes.intermediate) + 2 * vocab) * 4
+    parts = {"weights": weights, "fisher": fisher, "gradients": gradients, "activations": activations}
+    return {k: v / 1e9 for k, v in dict(parts, total=sum(parts.values())).items()}

@@ -5,9 +5,8 @@ from snakemake.utils import validate
 
 from methods import method_module
 from methods.calibration import CalibrationSpec
-from methods.config import ConfigError, calibration_of, check_config, datasets_needed, ratio_label
+from methods.config import ConfigError, calibration_of, check_config, ratio_label, task_dataset
 from methods.data import CORPORA, PERPLEXITY
-from methods.zeroshot import task_config
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
@@ -44,11 +43,12 @@ def calibration_dir(model, method):
     return f"resources/calibration/{model}/{calibration_of(METHODS[method], config['seed']).id}"
 
 
-def eval_data(wc):
-    ev = config["evaluation"]
+def eval_data(section="evaluation"):
+    """The data folders an evaluation section reads (an input function)."""
+    ev = config[section]
     names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]}
-    names |= {task_config(t)["dataset_kwargs"]["data_files"]["test"].split("/")[0] for t in ev["zeroshot"]["tasks"]}
-    return [f"resources/data/{n}" for n in sorted(names)]
+    names |= {task_dataset(t) for t in ev["zeroshot"]["tasks"]}
+    return lambda wc: [f"resources/data/{n}" for n in sorted(names)]
 
 
 def model_resources(wc, key, default):
@@ -70,4 +70,6 @@ def all_targets():
     out = ["results/summary.csv"]
     if config["benchmark"]["enabled"] and METHODS:
         out += [f"results/{m}/efficiency.csv" for m in MODELS]
+    if config.get("reference_evaluation", {}).get("enabled"):
+        out += [f"results/{m}/dense/0/reference/metrics.json" for m in MODELS]
     return out

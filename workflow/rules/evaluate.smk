@@ -4,7 +4,7 @@
 rule evaluate:
     input:
         model=checkpoint_of,
-        data=eval_data,
+        data=eval_data(),
     output:
         "results/{model}/{method}/{ratio}/metrics.json",
     params:
@@ -23,3 +23,20 @@ rule evaluate:
         "results/benchmarks/evaluate/{model}/{method}/{ratio}.tsv"
     script:
         "../scripts/evaluate.py"
+
+
+use rule evaluate as evaluate_reference with:
+    input:
+        model=lambda wc: model_dir(wc.model),
+        data=eval_data("reference_evaluation"),
+    output:
+        "results/{model}/dense/0/reference/metrics.json",
+    params:
+        evaluation=config.get("reference_evaluation"),
+        tune="none",
+        config_files=workflow.configfiles,
+        device=config["device"],
+    log:
+        "results/logs/evaluate/{model}/dense/0.reference.log",
+    benchmark:
+        "results/benchmarks/evaluate/{model}/dense/0.reference.tsv"

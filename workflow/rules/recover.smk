@@ -27,7 +27,7 @@ rule recover:
 use rule evaluate as evaluate_tuned with:
     input:
         model="results/{model}/{method}/{ratio}/lora/model",
-        data=eval_data,
+        data=eval_data(),
     output:
         "results/{model}/{method}/{ratio}/lora/metrics.json",
     params:

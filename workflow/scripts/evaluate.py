@@ -24,8 +24,8 @@ params = sum(p.numel() for p in model.parameters())
 datasets = sorted({p.split("/")[-1] for p in sm.input.data})
 write_json(sm.output[0], {
     "model": wc.model,
-    "method": wc.method,
-    "ratio": float(wc.ratio),
+    "method": getattr(wc, "method", "dense"),
+    "ratio": float(getattr(wc, "ratio", 0)),
     "tune": sm.params.tune,
     "params": params,
     "params_dense": dense["parameters"],
