@@ -12,7 +12,7 @@ import torch
 from .data import PERPLEXITY, perplexity_text
 from .perplexity import perplexity
 from .provenance import Stopwatch
-from .zeroshot import evaluate_zeroshot, task_config
+from .zeroshot import evaluate_zeroshot
 
 __all__ = ["evaluate", "raw_forward_throughput", "zeroshot_average"]
 
@@ -57,12 +57,8 @@ def zeroshot_average(results: dict[str, dict]) -> float:
     return sum(r["value"] for r in results.values()) / len(results)
 
 
-def column_of(task: str) -> str:
-    return task_config(task)["metadata"]["column"]
-
-
 @torch.inference_mode()
-def raw_forward_throughput(model, seqlen: int = 128, batch_size: int = 8, seconds: float = 3.0) -> float:
+def raw_forward_throughput(model, seqlen: int = 128, batch_size: int = 8, seconds: float = 1.0) -> float:
     """Tokens/s of bare forward passes on random ids: the ceiling the evaluation is compared with."""
     device = next(model.parameters()).device
     ids = torch.randint(0, model.config.vocab_size, (batch_size, seqlen), device=device)
