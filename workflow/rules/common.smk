@@ -68,4 +68,4 @@ def all_targets():
     out = ["results/summary.csv"]
     if config["benchmark"]["enabled"] and METHODS:
         out += [f"results/{m}/efficiency.csv" for m in MODELS]
-    return out
+    return out + ["reports/README.md"]  # needs every table and figure (report.smk)
