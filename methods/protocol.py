@@ -17,9 +17,9 @@ def _join(values) -> str:
     return " / ".join(str(v) for v in dict.fromkeys(values))
 
 
-def perplexity_notes(results: Results) -> list[str]:
+def perplexity_notes(results: Results, datasets: list[str]) -> list[str]:
     out = []
-    for name in [c for c in DATASET_LABELS if c in results.measured]:
+    for name in datasets:
         runs = [m["perplexity"][name] for m in results.metrics.values() if name in m["perplexity"]]
         sub = any(r["windows"] < r["windows_total"] for r in runs)
         windows = _join(f"{r['windows']} of {r['windows_total']}" for r in runs)

@@ -62,10 +62,11 @@ def method_label(name: str) -> str:
     return METHOD_LABELS.get(name, name)
 
 
-def setting_label(ratio: float, tune: str) -> str:
-    """The papers' row-group label: "Ratio = 20% w/o tune", "Ratio = 20% w/ tune"."""
+def setting_label(ratio: float, tune: str | None) -> str:
+    """The papers' row-group label: "Ratio = 20% w/o tune", "Ratio = 20% w/ tune" (tune None:
+    "Ratio = 20%", for what recovery does not change, such as the structure's speed)."""
     head = f"Ratio = {100 * ratio:g}%"
-    if ratio == 0:
+    if ratio == 0 or tune is None:
         return head
     return f"{head} w/o tune" if tune == "none" else f"{head} w/ tune" if tune == "lora" else f"{head} w/ {tune}"
 

@@ -75,8 +75,9 @@ def _metric_groups(frame: pd.DataFrame, columns: list[tuple[str, str]]) -> list:
 
 def _with_labels(results: Results, summary: pd.DataFrame, by_model: bool) -> pd.DataFrame:
     many = by_model and len(results.models) > 1
-    group = [f"{r.model} · {setting_label(r.ratio, r.tune)}" if many else setting_label(r.ratio, r.tune)
-             for r in summary.itertuples()]
+    tunes = summary["tune"] if "tune" in summary else [None] * len(summary)
+    group = [f"{model} · {setting_label(ratio, tune)}" if many else setting_label(ratio, tune)
+             for model, ratio, tune in zip(summary["model"], summary["ratio"], tunes)]
     return summary.assign(group=group, label=summary["method"].map(method_label))
 
 
@@ -89,7 +90,7 @@ def _metric_notes(results: Results, columns: list[str], groups: list) -> list[st
     if any(c.dagger for _, rows in groups for _, cells in rows for c in cells):
         notes.append(f"{DAGGER}: measured on a subsample of the test set (sizes below), not the full set.")
     if set(columns) & set(PPL_COLUMNS):
-        notes += perplexity_notes(results)
+        notes += perplexity_notes(results, [c for c in columns if c in PPL_COLUMNS])
     if set(columns) - set(PPL_COLUMNS):
         notes += zeroshot_notes(results)
     return notes + calibration_notes(results) + recovery_notes(results) + [data_note(results)]
@@ -126,7 +127,8 @@ def _human(n: float) -> str:
 
 
 def _speed_cell(row: pd.Series, value: str, speedup: str, fmt: str) -> Cell:
-    return Cell(fmt.format(row[value]), f"{row[speedup]:.2f}×, {row[speedup] / row['ideal_speedup']:.0%} of ideal")
+    share = row[speedup.replace("_speedup", "_vs_ideal")]
+    return Cell(fmt.format(row[value]), f"({row[speedup]:.2f}×, {share:.0%} of ideal)")
 
 
 def efficiency_table(results: Results) -> Table:
@@ -134,19 +136,17 @@ def efficiency_table(results: Results) -> Table:
     prefill = sorted({int(c[len("prefill_b"):-len("_tokens_per_s")]) for c in eff if c.endswith("_tokens_per_s")})
     dense_mem = eff[eff["method"] == "dense"].set_index("model")["peak_memory_mb"]
     eff["memory_ratio"] = eff["peak_memory_mb"] / eff["model"].map(dense_mem)
-    eff = eff.assign(tune="none")
     frame = _with_labels(results, eff, by_model=True)
-    frame["group"] = frame["group"].str.replace(" w/o tune", "")
     groups = []
     for group, rows in frame.groupby("group", sort=False):
         body = []
         for _, r in rows.iterrows():
-            cells = [Cell(_human(r["params"]), f"{r['params_ratio']:.2f}× dense"),
-                     Cell(_human(r["flops_per_token"]), f"{r['flops_ratio']:.2f}× dense"),
+            cells = [Cell(_human(r["params"]), f"({r['params_ratio']:.2f}× dense)"),
+                     Cell(_human(r["flops_per_token"]), f"({r['flops_ratio']:.2f}× dense)"),
                      Cell(f"{r['ideal_speedup']:.2f}×")]
             cells += [_speed_cell(r, f"prefill_b{b}_tokens_per_s", f"prefill_b{b}_speedup", "{:,.0f}") for b in prefill]
             cells += [_speed_cell(r, "decode_ms_per_token", "decode_speedup", "{:.2f}"),
-                      Cell(f"{r['peak_memory_mb']:,.0f}", f"{r['memory_ratio']:.2f}× dense")]
+                      Cell(f"{r['peak_memory_mb']:,.0f}", f"({r['memory_ratio']:.2f}× dense)")]
             body.append((r["label"], cells))
         groups.append((group, body))
     columns = ["Params", "FLOPs/token", "FLOP-ideal speedup", *[f"Prefill b{b} (tok/s)" for b in prefill],
@@ -174,10 +174,10 @@ def reference_table(path: Path = REFERENCE) -> Table:
                  sorted(groups, key=lambda g: g[0] != setting_label(0, "none")), notes)
 
 
-def table_names(datasets: list[str], efficiency: bool) -> list[str]:
+def table_names(datasets: list[str], zeroshot: bool, efficiency: bool) -> list[str]:
     """The tables a run produces: `datasets` are the perplexity sets evaluated."""
-    return ["main", *[f"flap_{d}" for d in datasets], "flap_zeroshot", *(["efficiency"] if efficiency else []),
-            "reference"]
+    return ["main", *[f"flap_{d}" for d in datasets], *(["flap_zeroshot"] if zeroshot else []),
+            *(["efficiency"] if efficiency else []), "reference"]
 
 
 def build_table(name: str, results: Results | None) -> Table:

@@ -5,10 +5,10 @@ from methods.plots import figure_names
 from methods.tables import FORMATS, table_names
 
 PPL_DATASETS = config["evaluation"]["perplexity"]["datasets"]
+ZEROSHOT = bool(config["evaluation"]["zeroshot"]["tasks"])
 BENCHMARKED = bool(config["benchmark"]["enabled"] and METHODS)
-REPORT_TABLES = table_names(PPL_DATASETS, BENCHMARKED)
-REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), bool(config["evaluation"]["zeroshot"]["tasks"]),
-                              BENCHMARKED, bool(METHODS))
+REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED)
+REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), ZEROSHOT, BENCHMARKED, bool(METHODS))
 
 
 def report_inputs(wc):
