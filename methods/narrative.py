@@ -70,18 +70,19 @@ def _recovery_sentence(results: Results, rows: pd.DataFrame) -> str:
 
 def _speed_sentence(results: Results, model: str) -> str:
     eff = results.efficiency
-    if eff.empty:
-        return ""
-    rows = eff[(eff["model"] == model) & (eff["method"] != "dense")]
+    rows = eff[(eff["model"] == model) & (eff["method"] != "dense")] if not eff.empty else eff
     if rows.empty:
         return ""
-    prefill = sorted(c for c in rows if c.startswith("prefill_b") and c.endswith("_vs_ideal"))[0]
-    best = rows.loc[rows["ratio"].idxmax()]
-    return (f"Measured prefill speed (batch {prefill.split('_')[1][1:]}) reaches {rows[prefill].min():.0%}–"
-            f"{rows[prefill].max():.0%} of the FLOP-ideal speedup and decode {rows['decode_vs_ideal'].min():.0%}–"
-            f"{rows['decode_vs_ideal'].max():.0%}; at ratio {best['ratio']:g} the FLOP-ideal is "
-            f"{rows[rows['ratio'] == best['ratio']]['ideal_speedup'].max():.2f}× and the best measured prefill "
-            f"speedup {rows[rows['ratio'] == best['ratio']][prefill.replace('_vs_ideal', '_speedup')].max():.2f}×.")
+    measures = [(f"prefill, batch {c[len('prefill_b'):-len('_vs_ideal')]}", c.removesuffix("_vs_ideal"))
+                for c in sorted(rows) if c.startswith("prefill_b") and c.endswith("_vs_ideal")] + [("decode", "decode")]
+    shares = ", ".join(f"{rows[f'{c}_vs_ideal'].min():.0%}–{rows[f'{c}_vs_ideal'].max():.0%} ({name})"
+                       for name, c in measures)
+    top = rows[rows["ratio"] == rows["ratio"].max()]
+    name, column = measures[0]
+    best = top.loc[top[f"{column}_speedup"].idxmax()]
+    return (f"Measured speedups reach {shares} of the FLOP-ideal; at ratio {best['ratio']:g} the FLOP-ideal is up to "
+            f"{top['ideal_speedup'].max():.2f}× and the best measured speedup {best[f'{column}_speedup']:.2f}× "
+            f"({name}, {method_label(best['method'])}).")
 
 
 def _structure_sentence(results: Results, model: str, rows: pd.DataFrame) -> str:

@@ -95,8 +95,9 @@ def zeroshot_figure(results: Results):
         curves = list(_curves(results, model))
         for i, (method, tune, curve) in enumerate(curves):
             dodge = (i - (len(curves) - 1) / 2) * 0.006  # keeps overlapping error bars apart
-            ax.errorbar(curve["ratio"] + dodge, 100 * curve["average"], yerr=100 * curve["average_stderr"],
-                        capsize=3, color=_color(method), label=_label(method, tune), **_style(tune))
+            own = 100 * curve["average_stderr"].where(curve["method"] != "dense")  # dense: its own bar below
+            ax.errorbar(curve["ratio"] + dodge, 100 * curve["average"], yerr=own, capsize=3, color=_color(method),
+                        label=_label(method, tune), **_style(tune))
         dense = results.dense(model)
         ax.errorbar([0], [100 * dense["average"]], yerr=[100 * dense["average_stderr"]], fmt="k*", markersize=10,
                     capsize=3, label="Dense")

@@ -180,10 +180,10 @@ def table_names(datasets: list[str], zeroshot: bool, efficiency: bool) -> list[s
             *(["efficiency"] if efficiency else []), "reference"]
 
 
-def build_table(name: str, results: Results | None) -> Table:
-    """Table `name` of `table_names`; the reference table needs no results."""
+def build_table(name: str, results: Results | None, reference: str | Path = REFERENCE) -> Table:
+    """Table `name` of `table_names`; the reference table reads only `reference`."""
     if name == "reference":
-        return reference_table()
+        return reference_table(Path(reference))
     if name == "main":
         return paper_table(results, results.measured, "Perplexity and zero-shot accuracy (LLM-Pruner Table 1 layout)")
     if name == "flap_zeroshot":

@@ -218,6 +218,9 @@ def test_what_we_see_names_the_best_methods_from_the_numbers(results):
             assert expected in text
         assert "no recovered (w/ tune) models" in text
         assert "FLAP at 0.2 keeps" in text  # FLAP's adaptive structure differs per layer
+        eff = results.efficiency[(results.efficiency["model"] == model) & (results.efficiency["method"] != "dense")]
+        share = eff["prefill_b1_speedup"] / eff["ideal_speedup"]
+        assert f"Measured speedups reach {share.min():.0%}–{share.max():.0%} (prefill, batch 1)" in text
 
 
 def test_recovery_sentence_counts_improvements(results):

@@ -13,7 +13,7 @@ start_job(sm)
 results = load_results(sm.input.summary, sm.input.metrics, sm.input.efficiency, sm.config)
 outputs = [Path(p) for p in sm.output]
 for name in dict.fromkeys(p.stem for p in outputs):
-    table = build_table(name, results)
+    table = build_table(name, results, sm.input.reference)
     for path in (p for p in outputs if p.stem == name):
         with atomic_path(path) as tmp:
             tmp.write_text(render(table, path.suffix[1:]))
