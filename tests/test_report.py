@@ -18,7 +18,7 @@ from methods.narrative import what_we_see
 from methods.plots import build_figure, figure_names, save
 from methods.protocol import DAGGER, calibration_notes
 from methods.readme import readme
-from methods.report import TASK_COLUMNS, Results, load_results, method_label, setting_label
+from methods.report import TASK_COLUMNS, Results, load_results, method_label, order_rows, setting_label
 from methods.tables import REFERENCE, Cell, _ranks, build_table, render, table_names
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
@@ -35,18 +35,21 @@ def results() -> Results:
     return fixture_results()
 
 
+def untuned(results: Results) -> pd.DataFrame:
+    return results.summary[results.summary["tune"] == "none"]
+
+
 def with_tuned_copy(results: Results) -> Results:
-    """The fixture plus a w/ tune row for every pruned one, its perplexity halved and its average
-    raised by 0.1 (a test construct for the grouping and the recovery sentence, not a result)."""
-    pruned = results.summary[results.summary["method"] != "dense"]
+    """The fixture's w/o tune rows plus a w/ tune row for every pruned one, its perplexity halved
+    and its average raised by 0.1 (a test construct for the grouping and the recovery sentence)."""
+    summary = untuned(results)
+    pruned = summary[summary["method"] != "dense"]
     tuned = pruned.assign(tune="lora", wikitext2=pruned["wikitext2"] / 2, average=pruned["average"] + 0.1)
-    metrics = dict(results.metrics)
+    metrics = {k: m for k, m in results.metrics.items() if k[3] == "none"}
     for _, row in tuned.iterrows():
         metrics[(row["model"], row["method"], float(row["ratio"]), "lora")] = {
             **results.metrics[(row["model"], row["method"], float(row["ratio"]), "none")], "tune": "lora"}
-    from methods.report import order_rows
-
-    summary = order_rows(pd.concat([results.summary, tuned], ignore_index=True))
+    summary = order_rows(pd.concat([summary, tuned], ignore_index=True))
     return Results(summary, results.efficiency, metrics, results.config)
 
 
@@ -211,12 +214,14 @@ def test_what_we_see_names_the_best_methods_from_the_numbers(results):
     assert len(paragraphs) == 3 and paragraphs[-1].startswith(DAGGER)
     for model, text in zip(results.models, paragraphs):
         rows = results.summary[(results.summary["model"] == model) & (results.summary["method"] != "dense")]
-        for ratio, group in rows.groupby("ratio"):
+        for (ratio, tune), group in rows.groupby(["ratio", "tune"]):
             best = group.loc[group["wikitext2"].idxmin()]
-            expected = (f"At {setting_label(ratio, 'none')}, {method_label(best['method'])} keeps the lowest "
+            expected = (f"At {setting_label(ratio, tune)}, {method_label(best['method'])} keeps the lowest "
                         f"WikiText-2 perplexity ({best['wikitext2']:.2f}{DAGGER}")
             assert expected in text
-        assert "no recovered (w/ tune) models" in text
+        recovered = (rows["tune"] != "none").any()
+        assert ("LoRA recovery lowered" in text) == recovered
+        assert ("no recovered (w/ tune) models" in text) == (not recovered)
         assert "FLAP at 0.2 keeps" in text  # FLAP's adaptive structure differs per layer
         eff = results.efficiency[(results.efficiency["model"] == model) & (results.efficiency["method"] != "dense")]
         share = eff["prefill_b1_speedup"] / eff["ideal_speedup"]
