@@ -1,6 +1,11 @@
-"""Collating results: every metrics.json becomes one row of results/summary.csv."""
+"""Collating results: every metrics.json becomes one row of results/summary.csv; and reading the
+collated results back for the reports (tables, plots, README), with what each number rests on:
+whether it came from a subsample, its stderr, and the protocol it was measured under.
+"""
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -9,12 +14,25 @@ import pandas as pd
 from .io import read_json
 from .zeroshot import task_config
 
-__all__ = ["SUMMARY_COLUMNS", "summary_row", "collate"]
+__all__ = ["SUMMARY_COLUMNS", "PPL_COLUMNS", "TASK_COLUMNS", "COLUMN_LABELS", "summary_row", "collate", "Results",
+           "load_results", "order_rows", "method_label", "setting_label", "row_key"]
 
 PPL_COLUMNS = ["wikitext2", "ptb"]
 TASK_COLUMNS = ["boolq", "piqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"]
 SUMMARY_COLUMNS = ["model", "method", "ratio", "tune", "params", "params_kept", *PPL_COLUMNS, *TASK_COLUMNS,
                    "average"]
+COLUMN_LABELS = {"wikitext2": "WikiText2↓", "ptb": "PTB↓", "boolq": "BoolQ", "piqa": "PIQA",
+                 "hellaswag": "HellaSwag", "winogrande": "WinoGrande", "arc_e": "ARC-e", "arc_c": "ARC-c",
+                 "obqa": "OBQA", "average": "Average"}
+DATASET_LABELS = {"wikitext2": "WikiText-2", "ptb": "PTB"}
+
+# Rows read from baselines to the papers' methods, dense first; unknown methods follow by name.
+METHOD_ORDER = ["dense", "random", "magnitude-sp", "wanda-sp", "llm-pruner-channel", "llm-pruner-vector",
+                "llm-pruner-element2", "llm-pruner-element1", "flap"]
+METHOD_LABELS = {"dense": "Dense", "random": "Random", "magnitude-sp": "Magnitude-sp (L2)",
+                 "wanda-sp": "Wanda-sp", "llm-pruner-channel": "LLM-Pruner Channel",
+                 "llm-pruner-vector": "LLM-Pruner Vector", "llm-pruner-element1": "LLM-Pruner Element¹",
+                 "llm-pruner-element2": "LLM-Pruner Element²", "flap": "FLAP"}
 
 
 def summary_row(metrics: dict) -> dict:
@@ -38,3 +56,93 @@ def collate(paths: Iterable[str | Path]) -> pd.DataFrame:
     extra = [c for c in table.columns if c not in SUMMARY_COLUMNS]
     table = table.reindex(columns=SUMMARY_COLUMNS + extra)
     return table.sort_values(["model", "tune", "ratio", "method"], kind="stable").reset_index(drop=True)
+
+
+def method_label(name: str) -> str:
+    return METHOD_LABELS.get(name, name)
+
+
+def setting_label(ratio: float, tune: str | None) -> str:
+    """The papers' row-group label: "Ratio = 20% w/o tune", "Ratio = 20% w/ tune" (tune None:
+    "Ratio = 20%", for what recovery does not change, such as the structure's speed)."""
+    head = f"Ratio = {100 * ratio:g}%"
+    if ratio == 0 or tune is None:
+        return head
+    return f"{head} w/o tune" if tune == "none" else f"{head} w/ tune" if tune == "lora" else f"{head} w/ {tune}"
+
+
+def row_key(row) -> tuple:
+    return row["model"], row["method"], float(row["ratio"]), row["tune"]
+
+
+def _method_rank(name: str) -> tuple:
+    return (METHOD_ORDER.index(name), "") if name in METHOD_ORDER else (len(METHOD_ORDER), name)
+
+
+@dataclass
+class Results:
+    """The summary (one row per model, method, ratio, tune, in report order) with, per measured
+    column, `<col>_subsampled` flags, plus `average_stderr`; every model's efficiency rows; each
+    row's metrics.json for the protocol; and the config the efficiency rows were measured under."""
+
+    summary: pd.DataFrame
+    efficiency: pd.DataFrame
+    metrics: dict[tuple, dict]
+    config: dict = field(default_factory=dict)  # the run's config: efficiency.csv does not record its settings
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(self.summary["model"]))
+
+    @property
+    def measured(self) -> list[str]:
+        """The summary columns that hold at least one number, in the papers' order."""
+        columns = [*PPL_COLUMNS, *TASK_COLUMNS, "average"]
+        return [c for c in columns if c in self.summary and self.summary[c].notna().any()]
+
+    def dense(self, model: str) -> pd.Series:
+        rows = self.summary[(self.summary["model"] == model) & (self.summary["method"] == "dense")]
+        if rows.empty:
+            raise ValueError(f"summary has no dense row for model {model!r}: the reports compare with it")
+        return rows.iloc[0]
+
+
+def load_results(summary_csv: str | Path, metrics_paths: Iterable[str | Path],
+                 efficiency_csvs: Iterable[str | Path] = (), config: dict | None = None) -> Results:
+    metrics = {row_key(m): m for m in map(read_json, metrics_paths)}
+    summary = pd.read_csv(summary_csv)
+    summary["tune"] = summary["tune"].fillna("none")
+    flags = pd.DataFrame([_subsample_flags(metrics[row_key(r)]) for _, r in summary.iterrows()],
+                         index=summary.index)
+    summary = pd.concat([summary, flags], axis=1)
+    summary["average_stderr"] = _average_stderr(summary)
+    frames = [pd.read_csv(p) for p in efficiency_csvs]
+    efficiency = order_rows(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
+    return Results(order_rows(summary), efficiency, metrics, config or {})
+
+
+def order_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Report order: by model and ratio (dense first), w/o tune before w/ tune, methods in
+    METHOD_ORDER."""
+    tuned = frame["tune"].ne("none") if "tune" in frame else False
+    keys = pd.DataFrame({"_tuned": tuned, "_method": frame["method"].map(_method_rank)}, index=frame.index)
+    ordered = pd.concat([frame, keys], axis=1).sort_values(["model", "ratio", "_tuned", "_method"], kind="stable")
+    return ordered.drop(columns=["_tuned", "_method"]).reset_index(drop=True)
+
+
+def _subsample_flags(metrics: dict) -> dict[str, bool]:
+    """True where the number came from fewer windows or documents than the full test set."""
+    flags = {f"{name}_subsampled": r["windows"] < r["windows_total"] for name, r in metrics["perplexity"].items()}
+    for task, r in metrics["zeroshot"].items():
+        flags[f"{task_config(task)['metadata']['column']}_subsampled"] = r["docs"] < r["docs_total"]
+    tasks = [flags[f"{c}_subsampled"] for c in TASK_COLUMNS if f"{c}_subsampled" in flags]
+    flags["average_subsampled"] = any(tasks)
+    return flags
+
+
+def _average_stderr(summary: pd.DataFrame) -> pd.Series:
+    """Stderr of the unweighted task mean, the tasks taken as independent: sqrt(sum se^2) / n."""
+    columns = [f"{c}_stderr" for c in TASK_COLUMNS if f"{c}_stderr" in summary]
+    if not columns:
+        return pd.Series(math.nan, index=summary.index)
+    return (summary[columns] ** 2).sum(axis=1, min_count=1) ** 0.5 / summary[columns].notna().sum(axis=1)

@@ -1,0 +1,184 @@
+"""Report figures (matplotlib, Agg): perplexity and zero-shot average against the pruning ratio,
+measured speedup against the FLOP-ideal, and the per-layer structure each method keeps.
+Every figure is saved as PNG and SVG without timestamps, so a rerun on the same results writes
+the same files.
+"""
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+from .protocol import DAGGER  # noqa: E402
+from .report import DATASET_LABELS, METHOD_ORDER, Results, method_label  # noqa: E402
+
+__all__ = ["FIGURES", "figure_names", "build_figure", "save"]
+
+plt.rcParams.update({"svg.hashsalt": "prunebench", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
+_PALETTE = plt.get_cmap("tab10").colors
+# tab10 indices: FLAP red, baselines muted, LLM-Pruner variants in their own hues.
+_COLORS = {"random": 7, "magnitude-sp": 1, "wanda-sp": 2, "llm-pruner-channel": 8,
+           "llm-pruner-vector": 4, "llm-pruner-element2": 5, "llm-pruner-element1": 6, "flap": 3}
+
+
+def _color(method: str) -> tuple:
+    if method == "dense":
+        return (0, 0, 0)
+    if method in _COLORS:
+        return _PALETTE[_COLORS[method]]
+    return plt.get_cmap("tab20b").colors[zlib.crc32(method.encode()) % 20]  # stable across runs
+
+
+def _style(tune: str) -> dict:
+    return {"linestyle": "-" if tune == "none" else "--", "marker": "o" if tune == "none" else "s"}
+
+
+def _label(method: str, tune: str) -> str:
+    return method_label(method) + ("" if tune == "none" else " w/ tune")
+
+
+def _curves(results: Results, model: str):
+    """Each (method, tune)'s rows, starting from the dense model at ratio 0."""
+    rows = results.summary[results.summary["model"] == model]
+    dense = rows[rows["method"] == "dense"]
+    curves = rows[rows["method"] != "dense"].groupby(["method", "tune"], sort=False)
+    for method, tune in sorted(curves.groups, key=lambda k: (METHOD_ORDER + [k[0]]).index(k[0])):
+        yield method, tune, pd.concat([dense, curves.get_group((method, tune))])
+
+
+def _sub(results: Results, model: str, column: str) -> str:
+    """" †" when a panel shows numbers measured on a subsample (as the tables mark them)."""
+    rows = results.summary[results.summary["model"] == model]
+    return f" {DAGGER}" if rows.get(f"{column}_subsampled", pd.Series(dtype=bool)).any() else ""
+
+
+def _grid(nrows: int, ncols: int, width: float = 4.2, height: float = 3.2):
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    return fig, axes
+
+
+def _legend(fig, axes) -> None:
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), frameon=False)
+
+
+def perplexity_figure(results: Results):
+    datasets = [d for d in DATASET_LABELS if d in results.measured]
+    fig, axes = _grid(len(results.models), max(len(datasets), 1))
+    fig.set_layout_engine("constrained")
+    for ax_row, model in zip(axes, results.models):
+        for ax, dataset in zip(ax_row, datasets):
+            for method, tune, curve in _curves(results, model):
+                ax.plot(curve["ratio"], curve[dataset], color=_color(method), label=_label(method, tune),
+                        **_style(tune))
+            ax.plot([0], [results.dense(model)[dataset]], "k*", markersize=10, label="Dense")
+            ax.set(yscale="log", title=f"{model} · {DATASET_LABELS[dataset]}{_sub(results, model, dataset)}",
+                   xlabel="pruning ratio",
+                   ylabel="perplexity (log)")
+    _legend(fig, axes)
+    return fig
+
+
+def zeroshot_figure(results: Results):
+    fig, axes = _grid(1, len(results.models))
+    fig.set_layout_engine("constrained")
+    for ax, model in zip(axes[0], results.models):
+        curves = list(_curves(results, model))
+        for i, (method, tune, curve) in enumerate(curves):
+            dodge = (i - (len(curves) - 1) / 2) * 0.006  # keeps overlapping error bars apart
+            own = 100 * curve["average_stderr"].where(curve["method"] != "dense")  # dense: its own bar below
+            ax.errorbar(curve["ratio"] + dodge, 100 * curve["average"], yerr=own, capsize=3, color=_color(method),
+                        label=_label(method, tune), **_style(tune))
+        dense = results.dense(model)
+        ax.errorbar([0], [100 * dense["average"]], yerr=[100 * dense["average_stderr"]], fmt="k*", markersize=10,
+                    capsize=3, label="Dense")
+        ax.set(title=f"{model} · zero-shot average{_sub(results, model, 'average')}", xlabel="pruning ratio",
+               ylabel="accuracy (%), ± 1 stderr")
+    _legend(fig, axes)
+    return fig
+
+
+def speedup_figure(results: Results):
+    eff = results.efficiency
+    measures = [c for c in eff if c.startswith("prefill_b") and c.endswith("_speedup")] + ["decode_speedup"]
+    fig, axes = _grid(len(results.models), len(measures))
+    fig.set_layout_engine("constrained")
+    for ax_row, model in zip(axes, results.models):
+        rows = eff[eff["model"] == model].assign(removed=lambda f: 1 - f["params_ratio"])
+        ideal = rows.sort_values("removed")
+        for ax, measure in zip(ax_row, measures):
+            ax.plot(ideal["removed"], ideal["ideal_speedup"], "k--", linewidth=1, label="FLOP-ideal")
+            ax.axhline(1, color="grey", linewidth=0.8)
+            for method, points in rows[rows["method"] != "dense"].groupby("method", sort=False):
+                ax.scatter(points["removed"], points[measure], color=_color(method), label=method_label(method),
+                           zorder=3)
+            name = measure.removesuffix("_speedup").replace("prefill_b", "prefill, batch ")
+            ax.set(title=f"{model} · {name}", xlabel="parameters removed", ylabel="speedup vs dense (×)")
+            ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    _legend(fig, axes)
+    return fig
+
+
+def structure_figure(results: Results, model: str):
+    """Kept query heads and MLP channels per layer: rows are method × ratio, columns layers."""
+    rows = results.summary[(results.summary["model"] == model) & (results.summary["method"] != "dense")
+                           & (results.summary["tune"] == "none")]
+    labels, heads, channels = [], [], []
+    for _, row in rows.iterrows():
+        structure = results.metrics[(model, row["method"], float(row["ratio"]), "none")]["pruning"]["structure"]
+        labels.append(f"{method_label(row['method'])} @ {row['ratio']:g}")
+        heads.append(structure["kept_heads"])
+        channels.append(structure["kept_channels"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 1.2 + 0.32 * len(labels)), layout="constrained")
+    for ax, values, name, annotate in ((axes[0], heads, "kept query heads", True),
+                                       (axes[1], channels, "kept MLP channels", False)):
+        data = np.array(values, dtype=float)
+        image = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0, interpolation="nearest")
+        ax.set(title=f"{model} · {name} per layer", xlabel="layer", yticks=range(len(labels)), yticklabels=labels)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(False)
+        for y in np.flatnonzero(np.diff(rows["ratio"].to_numpy())):  # a white rule between ratios
+            ax.axhline(y + 0.5, color="white", linewidth=2)
+        fig.colorbar(image, ax=ax, shrink=0.9)
+        if annotate:
+            for (i, j), v in np.ndenumerate(data):
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if v < data.max() / 2 else "black")
+    return fig
+
+
+FIGURES: dict[str, Callable] = {"perplexity": perplexity_figure, "zeroshot": zeroshot_figure,
+                                "speedup": speedup_figure}
+
+
+def figure_names(models: list[str], perplexity: bool, zeroshot: bool, efficiency: bool, pruned: bool) -> list[str]:
+    """The figures a run produces (file stems under reports/figures/): what was measured."""
+    names = [name for name, made in (("perplexity", perplexity), ("zeroshot", zeroshot),
+                                     ("speedup", efficiency and pruned)) if made]
+    return names + ([f"structure_{m}" for m in models] if pruned else [])
+
+
+def build_figure(name: str, results: Results):
+    if name.startswith("structure_"):
+        return structure_figure(results, name.removeprefix("structure_"))
+    return FIGURES[name](results)
+
+
+def save(fig, stem: str | Path) -> list[Path]:
+    """PNG and SVG (atomically), without the timestamp matplotlib would write into the SVG."""
+    paths = []
+    for fmt, options in (("png", {"dpi": 150}), ("svg", {"metadata": {"Date": None}})):
+        paths.append(Path(f"{stem}.{fmt}"))
+        with atomic_path(paths[-1]) as tmp:
+            fig.savefig(tmp, format=fmt, **options)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,286 @@
+"""Paper-style tables from the collated results, each rendered as Markdown, LaTeX and HTML.
+
+A table is row groups ("Ratio = 20% w/o tune") of method rows; every cell keeps its number, a
+detail (stderr or ratios), whether it came from a subsample (†) and its rank in the group (best
+bold, second underlined). The protocol the numbers rest on is written under each table.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .protocol import (DAGGER, calibration_notes, data_note, efficiency_notes, perplexity_notes, recovery_notes,
+                       zeroshot_notes)
+from .report import (COLUMN_LABELS, DATASET_LABELS, PPL_COLUMNS, Results, method_label, order_rows,
+                     setting_label)
+
+__all__ = ["Cell", "Table", "FORMATS", "render", "table_names", "build_table", "REFERENCE"]
+
+FORMATS = ("md", "tex", "html")
+REFERENCE = Path(__file__).with_name("reference.yaml")
+
+
+@dataclass
+class Cell:
+    text: str = "–"  # the number as shown; "–": not measured
+    detail: str = ""  # stderr or ratios, shown smaller after the number
+    dagger: bool = False  # measured on a subsample
+    rank: int = 0  # 1: best in its group (bold), 2: second (underlined)
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    groups: list[tuple[str, list[tuple[str, list[Cell]]]]]  # (group label, [(row label, cells)])
+    notes: list[str] = field(default_factory=list)
+    stub: tuple[str, str] = ("Setting", "Method")
+
+
+# --- building ------------------------------------------------------------------------------------
+
+def _ranks(values: pd.Series, lower_is_better: bool) -> pd.Series:
+    """1 for the best value, 2 for the second (dense ranking: ties share a rank); 0 where a group
+    has too few values for the mark to mean anything."""
+    n = values.notna().sum()
+    ranks = values.rank(method="dense", ascending=lower_is_better).fillna(0).astype(int)
+    return ranks.where((ranks == 1) & (n >= 2) | (ranks == 2) & (n >= 3), 0)
+
+
+def _metric_cell(value, stderr, subsampled, kind: str, rank: int) -> Cell:
+    if value is None or pd.isna(value):
+        return Cell()
+    if kind == "ppl":
+        return Cell(f"{value:.2f}", "", bool(subsampled), rank)
+    detail = f"±{100 * stderr:.1f}" if stderr is not None and pd.notna(stderr) else ""
+    return Cell(f"{100 * value:.2f}", detail, bool(subsampled), rank)
+
+
+def _metric_groups(frame: pd.DataFrame, columns: list[tuple[str, str]]) -> list:
+    """`frame` has `group` and `label` columns and, per (key, kind) in `columns`, `key`,
+    `key_stderr` and `key_subsampled`."""
+    groups = []
+    for group, rows in frame.groupby("group", sort=False):
+        ranks = {key: _ranks(rows[key], kind == "ppl") for key, kind in columns}
+        body = [(row["label"], [_metric_cell(row[key], row.get(f"{key}_stderr"), row.get(f"{key}_subsampled"),
+                                             kind, ranks[key][i]) for key, kind in columns])
+                for i, row in rows.iterrows()]
+        groups.append((group, body))
+    return groups
+
+
+def _with_labels(results: Results, summary: pd.DataFrame, by_model: bool) -> pd.DataFrame:
+    many = by_model and len(results.models) > 1
+    tunes = summary["tune"] if "tune" in summary else [None] * len(summary)
+    group = [f"{model} · {setting_label(ratio, tune)}" if many else setting_label(ratio, tune)
+             for model, ratio, tune in zip(summary["model"], summary["ratio"], tunes)]
+    return summary.assign(group=group, label=summary["method"].map(method_label))
+
+
+def _kind(column: str) -> str:
+    return "ppl" if column in PPL_COLUMNS else "acc"
+
+
+def _metric_notes(results: Results, columns: list[str], groups: list) -> list[str]:
+    notes = ["Bold: best in its row group; underlined: second (↓: lower is better)."]
+    if any(c.dagger for _, rows in groups for _, cells in rows for c in cells):
+        notes.append(f"{DAGGER}: measured on a subsample of the test set (sizes below), not the full set.")
+    if set(columns) & set(PPL_COLUMNS):
+        notes += perplexity_notes(results, [c for c in columns if c in PPL_COLUMNS])
+    if set(columns) - set(PPL_COLUMNS):
+        notes += zeroshot_notes(results)
+    return notes + calibration_notes(results) + recovery_notes(results) + [data_note(results)]
+
+
+def paper_table(results: Results, columns: list[str], title: str) -> Table:
+    """The LLM-Pruner Table 1 layout: (model,) ratio and tune groups, one row per method."""
+    frame = _with_labels(results, results.summary, by_model=True)
+    groups = _metric_groups(frame, [(c, _kind(c)) for c in columns])
+    return Table(title, [COLUMN_LABELS[c] for c in columns], groups, _metric_notes(results, columns, groups))
+
+
+def models_table(results: Results, dataset: str) -> Table:
+    """The FLAP layout: one perplexity column per model, rows by ratio/tune and method."""
+    summary = results.summary
+    keys = ["ratio", "tune", "method"]
+    wide = summary.pivot_table(index=keys, columns="model", sort=False, dropna=False, aggfunc="first",
+                               values=[dataset, f"{dataset}_stderr", f"{dataset}_subsampled"])
+    # (value, model) -> "model", "model_stderr", "model_subsampled"
+    wide.columns = [f"{model}{value.removeprefix(dataset)}" for value, model in wide.columns]
+    order = order_rows(summary.assign(model="")).drop_duplicates(keys)[keys]
+    wide = order.merge(wide.reset_index(), on=keys, how="left")
+    frame = _with_labels(results, wide.assign(model=""), by_model=False)
+    groups = _metric_groups(frame, [(m, "ppl") for m in results.models])
+    title = f"{DATASET_LABELS.get(dataset, dataset)} perplexity per model (FLAP layout)"
+    return Table(title, [f"{m}↓" for m in results.models], groups, _metric_notes(results, [dataset], groups))
+
+
+def _human(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def _speed_cell(row: pd.Series, value: str, speedup: str, fmt: str) -> Cell:
+    share = row[speedup.replace("_speedup", "_vs_ideal")]
+    return Cell(fmt.format(row[value]), f"({row[speedup]:.2f}×, {share:.0%} of ideal)")
+
+
+def efficiency_table(results: Results) -> Table:
+    eff = results.efficiency.copy()
+    prefill = sorted({int(c[len("prefill_b"):-len("_tokens_per_s")]) for c in eff if c.endswith("_tokens_per_s")})
+    dense_mem = eff[eff["method"] == "dense"].set_index("model")["peak_memory_mb"]
+    eff["memory_ratio"] = eff["peak_memory_mb"] / eff["model"].map(dense_mem)
+    frame = _with_labels(results, eff, by_model=True)
+    groups = []
+    for group, rows in frame.groupby("group", sort=False):
+        body = []
+        for _, r in rows.iterrows():
+            cells = [Cell(_human(r["params"]), f"({r['params_ratio']:.2f}× dense)"),
+                     Cell(_human(r["flops_per_token"]), f"({r['flops_ratio']:.2f}× dense)"),
+                     Cell(f"{r['ideal_speedup']:.2f}×")]
+            cells += [_speed_cell(r, f"prefill_b{b}_tokens_per_s", f"prefill_b{b}_speedup", "{:,.0f}") for b in prefill]
+            cells += [_speed_cell(r, "decode_ms_per_token", "decode_speedup", "{:.2f}"),
+                      Cell(f"{r['peak_memory_mb']:,.0f}", f"({r['memory_ratio']:.2f}× dense)")]
+            body.append((r["label"], cells))
+        groups.append((group, body))
+    columns = ["Params", "FLOPs/token", "FLOP-ideal speedup", *[f"Prefill b{b} (tok/s)" for b in prefill],
+               "Decode (ms/token)", "Peak memory (MB)"]
+    return Table("Efficiency against the dense model and the FLOP-ideal", columns, groups, efficiency_notes(results))
+
+
+def reference_table(path: Path = REFERENCE) -> Table:
+    """The seeds' published LLaMA-7B numbers, rows of several sources merged by setting and label."""
+    ref = yaml.safe_load(path.read_text())
+    marks = {name: chr(ord("a") + i) for i, name in enumerate(ref["sources"])}
+    rows = pd.DataFrame(ref["rows"])
+    columns = [c for c in COLUMN_LABELS if c in rows]
+    groups = []
+    for (ratio, tune), setting in rows.groupby(["ratio", "tune"], sort=False):
+        body = []
+        for label, same in setting.groupby("label", sort=False):
+            cells = [Cell(f"{same[c].dropna().iloc[0]:.2f}") if same[c].notna().any() else Cell() for c in columns]
+            body.append((f"{label} [{','.join(marks[s] for s in same['source'])}]", cells))
+        groups.append((setting_label(ratio, tune), body))
+    notes = ["Quoted from the papers for comparing trends, not reproduced by PruneBench: LLaMA-7B, the papers' "
+             "own protocols and recovery (LLM-Pruner: LoRA on 50k Alpaca examples, 2 epochs). Zero-shot in %."]
+    notes += [f"[{marks[name]}] {s['cite']}. {s['url']}" for name, s in ref["sources"].items()]
+    return Table("Published LLaMA-7B results (quoted, not reproduced)", [COLUMN_LABELS[c] for c in columns],
+                 sorted(groups, key=lambda g: g[0] != setting_label(0, "none")), notes)
+
+
+def table_names(datasets: list[str], zeroshot: bool, efficiency: bool) -> list[str]:
+    """The tables a run produces: `datasets` are the perplexity sets evaluated."""
+    return ["main", *[f"flap_{d}" for d in datasets], *(["flap_zeroshot"] if zeroshot else []),
+            *(["efficiency"] if efficiency else []), "reference"]
+
+
+def build_table(name: str, results: Results | None, reference: str | Path = REFERENCE) -> Table:
+    """Table `name` of `table_names`; the reference table reads only `reference`."""
+    if name == "reference":
+        return reference_table(Path(reference))
+    if name == "main":
+        return paper_table(results, results.measured, "Perplexity and zero-shot accuracy (LLM-Pruner Table 1 layout)")
+    if name == "flap_zeroshot":
+        return paper_table(results, [c for c in results.measured if c not in PPL_COLUMNS],
+                           "Zero-shot accuracy per task (FLAP layout)")
+    if name.startswith("flap_"):
+        return models_table(results, name.removeprefix("flap_"))
+    if name == "efficiency":
+        return efficiency_table(results)
+    raise ValueError(f"unknown table {name!r}")
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+def render(table: Table, fmt: str) -> str:
+    return {"md": to_markdown, "tex": to_latex, "html": to_html}[fmt](table)
+
+
+def _md_cell(c: Cell) -> str:
+    value = f"**{c.text}**" if c.rank == 1 else f"<ins>{c.text}</ins>" if c.rank == 2 else c.text
+    text = value + (DAGGER if c.dagger else "") + (f" {c.detail}" if c.detail else "")
+    return text.replace("|", "\\|")
+
+
+def to_markdown(table: Table) -> str:
+    head = [*table.stub, *table.columns]
+    lines = [f"**{table.title}**", "", "| " + " | ".join(head) + " |",
+             "|" + ":---|" * len(table.stub) + "---:|" * len(table.columns)]
+    for group, rows in table.groups:
+        for i, (label, cells) in enumerate(rows):
+            lines.append("| " + " | ".join([group if i == 0 else "", label, *map(_md_cell, cells)]) + " |")
+    return "\n".join(lines + [""] + [f"- {n}" for n in table.notes]) + "\n"
+
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "†": r"$^\dagger$",
+          "↓": r"$\downarrow$", "±": r"$\pm$", "×": r"$\times$", "¹": r"$^1$", "²": r"$^2$", "·": r"$\cdot$",
+          "–": "--", "—": "---", "Σ": r"$\Sigma$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in text)
+
+
+def _tex_cell(c: Cell) -> str:
+    value = latex_escape(c.text)
+    value = rf"\textbf{{{value}}}" if c.rank == 1 else rf"\underline{{{value}}}" if c.rank == 2 else value
+    detail = rf" {{\scriptsize {latex_escape(c.detail)}}}" if c.detail else ""
+    return value + (r"$^\dagger$" if c.dagger else "") + detail
+
+
+def to_latex(table: Table) -> str:
+    """A booktabs table (needs \\usepackage{booktabs,multirow})."""
+    head = " & ".join(latex_escape(h) for h in [*table.stub, *table.columns])
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(table.title)}}}",
+             r"\begin{tabular}{ll" + "r" * len(table.columns) + "}", r"\toprule", head + r" \\"]
+    for group, rows in table.groups:
+        lines.append(r"\midrule")
+        for i, (label, cells) in enumerate(rows):
+            first = rf"\multirow{{{len(rows)}}}{{*}}{{{latex_escape(group)}}}" if i == 0 else ""
+            lines.append(" & ".join([first, latex_escape(label), *map(_tex_cell, cells)]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\begin{minipage}{\linewidth}\footnotesize"]
+    lines += [latex_escape(n) + r"\par" for n in table.notes]
+    return "\n".join(lines + [r"\end{minipage}", r"\end{table}"]) + "\n"
+
+
+_CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1rem;color:#222}
+table{border-collapse:collapse;font-size:14px;margin-bottom:.8rem}
+caption{font-weight:600;text-align:left;padding-bottom:.4rem}
+th,td{padding:3px 9px;text-align:right;white-space:nowrap}
+th{border-bottom:2px solid #333;border-top:2px solid #333}
+.l{text-align:left}
+tbody tr.first td{border-top:1px solid #999}
+tbody tr:last-child td{border-bottom:2px solid #333}
+.d{color:#666;font-size:80%}
+ul.notes{font-size:12px;color:#444;max-width:70em;padding-left:1.2em}"""
+
+
+def _html_cell(c: Cell) -> str:
+    value = html.escape(c.text)
+    value = f"<strong>{value}</strong>" if c.rank == 1 else f"<u>{value}</u>" if c.rank == 2 else value
+    return (f"<td>{value}" + (f"<sup>{DAGGER}</sup>" if c.dagger else "")
+            + (f' <span class="d">{html.escape(c.detail)}</span>' if c.detail else "") + "</td>")
+
+
+def to_html(table: Table) -> str:
+    """A standalone page (the Snakemake report shows each table in its own frame)."""
+    head = "".join(f'<th class="l">{html.escape(h)}</th>' for h in table.stub)
+    head += "".join(f"<th>{html.escape(h)}</th>" for h in table.columns)
+    body = []
+    for group, rows in table.groups:
+        for i, (label, cells) in enumerate(rows):
+            first = f'<td class="l" rowspan="{len(rows)}">{html.escape(group)}</td>' if i == 0 else ""
+            body.append(f'<tr{" class=first" if i == 0 else ""}>{first}<td class="l">{html.escape(label)}</td>'
+                        + "".join(map(_html_cell, cells)) + "</tr>")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.notes)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(table.title)}</title>'
+            f"<style>{_CSS}</style></head><body>\n<table><caption>{html.escape(table.title)}</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body)
+            + f'\n</tbody></table>\n<ul class="notes">{notes}</ul>\n</body></html>\n')

@@ -1,0 +1,273 @@
+"""Reports from the committed results fixture (tests/fixtures/report: a real run of the suite on two
+tiny random LLaMAs at both default ratios): tables, figures, the README and its "what we see"."""
+from __future__ import annotations
+
+import copy
+import math
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from methods.narrative import what_we_see
+from methods.plots import build_figure, figure_names, save
+from methods.protocol import DAGGER, calibration_notes
+from methods.readme import readme
+from methods.report import TASK_COLUMNS, Results, load_results, method_label, order_rows, setting_label
+from methods.tables import REFERENCE, Cell, _ranks, build_table, render, table_names
+
+FIXTURE = Path(__file__).parent / "fixtures" / "report"
+
+
+def fixture_results() -> Results:
+    results = FIXTURE / "results"
+    return load_results(results / "summary.csv", sorted(results.glob("*/*/*/metrics.json")),
+                        sorted(results.glob("*/efficiency.csv")), yaml.safe_load((FIXTURE / "config.yaml").read_text()))
+
+
+@pytest.fixture(scope="module")
+def results() -> Results:
+    return fixture_results()
+
+
+def untuned(results: Results) -> pd.DataFrame:
+    return results.summary[results.summary["tune"] == "none"]
+
+
+def with_tuned_copy(results: Results) -> Results:
+    """The fixture's w/o tune rows plus a w/ tune row for every pruned one, its perplexity halved
+    and its average raised by 0.1 (a test construct for the grouping and the recovery sentence)."""
+    summary = untuned(results)
+    pruned = summary[summary["method"] != "dense"]
+    tuned = pruned.assign(tune="lora", wikitext2=pruned["wikitext2"] / 2, average=pruned["average"] + 0.1)
+    metrics = {k: m for k, m in results.metrics.items() if k[3] == "none"}
+    for _, row in tuned.iterrows():
+        metrics[(row["model"], row["method"], float(row["ratio"]), "lora")] = {
+            **results.metrics[(row["model"], row["method"], float(row["ratio"]), "none")], "tune": "lora"}
+    summary = order_rows(pd.concat([summary, tuned], ignore_index=True))
+    return Results(summary, results.efficiency, metrics, results.config)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+def test_rows_are_ordered_dense_first_with_subsample_flags_and_average_stderr(results):
+    summary = results.summary
+    assert len(results.models) == 2
+    for model in results.models:
+        rows = summary[summary["model"] == model]
+        assert rows.iloc[0]["method"] == "dense"
+        assert list(rows["ratio"]) == sorted(rows["ratio"])
+    # the fixture evaluates 4 windows and 3 documents per task: every number is a subsample
+    assert summary["wikitext2_subsampled"].all() and summary["boolq_subsampled"].all()
+    assert summary["average_subsampled"].all()
+    row = summary.iloc[1]
+    expected = math.sqrt(sum(row[f"{c}_stderr"] ** 2 for c in TASK_COLUMNS)) / len(TASK_COLUMNS)
+    assert row["average_stderr"] == pytest.approx(expected)
+
+
+def test_setting_labels_follow_the_papers():
+    assert setting_label(0.0, "none") == "Ratio = 0%"
+    assert setting_label(0.2, "none") == "Ratio = 20% w/o tune"
+    assert setting_label(0.5, "lora") == "Ratio = 50% w/ tune"
+    assert setting_label(0.5, None) == "Ratio = 50%"
+    assert method_label("llm-pruner-element1") == "LLM-Pruner Element¹"
+    assert method_label("my-new-method") == "my-new-method"
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+def test_ranks_mark_best_and_second_only_where_they_mean_something():
+    values = pd.Series([3.0, 1.0, 2.0, math.nan])
+    assert list(_ranks(values, lower_is_better=True)) == [0, 1, 2, 0]
+    assert list(_ranks(values, lower_is_better=False)) == [1, 0, 2, 0]
+    assert list(_ranks(pd.Series([5.0, 4.0]), lower_is_better=True)) == [0, 1]  # no "second" of two
+    assert list(_ranks(pd.Series([4.0, 4.0, 5.0]), lower_is_better=True)) == [1, 1, 2]  # ties share
+
+
+def test_main_table_shows_every_summary_number_with_marks(results):
+    table = build_table("main", results)
+    assert table.columns[:2] == ["WikiText2↓", "PTB↓"] and table.columns[-1] == "Average"
+    groups = dict(table.groups)
+    assert list(groups)[0] == "tiny-gqa · Ratio = 0%"
+    for _, row in results.summary.iterrows():
+        label = f"{row['model']} · {setting_label(row['ratio'], row['tune'])}"
+        cells = dict(groups[label])[method_label(row["method"])]
+        assert cells[0].text == f"{row['wikitext2']:.2f}" and cells[0].dagger
+        assert cells[2].text == f"{100 * row['boolq']:.2f}" and cells[2].detail == f"±{100 * row['boolq_stderr']:.1f}"
+    for label, rows in table.groups:
+        values = [float(cells[0].text) for _, cells in rows]
+        best = [float(cells[0].text) for _, cells in rows if cells[0].rank == 1]
+        assert best == ([min(values)] * len(best) if len(rows) > 1 else [])
+
+
+def test_tuned_rows_form_their_own_groups(results):
+    table = build_table("main", with_tuned_copy(results))
+    labels = [label for label, _ in table.groups]
+    assert labels.index("tiny-gqa · Ratio = 50% w/ tune") == labels.index("tiny-gqa · Ratio = 50% w/o tune") + 1
+    assert labels.index("tiny-mha · Ratio = 0%") > labels.index("tiny-gqa · Ratio = 50% w/ tune")
+
+
+def test_flap_layouts(results):
+    ppl = build_table("flap_wikitext2", results)
+    assert ppl.columns == ["tiny-gqa↓", "tiny-mha↓"]
+    assert [label for label, _ in ppl.groups] == ["Ratio = 0%", "Ratio = 20% w/o tune", "Ratio = 50% w/o tune"]
+    dense = results.dense("tiny-mha")
+    assert dict(ppl.groups[0][1])["Dense"][1].text == f"{dense['wikitext2']:.2f}"
+    zeroshot = build_table("flap_zeroshot", results)
+    assert zeroshot.columns == ["BoolQ", "PIQA", "HellaSwag", "WinoGrande", "ARC-e", "ARC-c", "OBQA", "Average"]
+
+
+def test_efficiency_table_relates_measurements_to_dense_and_ideal(results):
+    table = build_table("efficiency", results)
+    eff = results.efficiency.set_index(["model", "method", "ratio"])
+    names = {method_label(m): m for m in results.efficiency["method"]}
+    first_prefill = table.columns.index("Prefill b1 (tok/s)")
+    for label, rows in table.groups:
+        model = label.split(" · ")[0]
+        ratio = float(label.split("= ")[1].rstrip("%")) / 100
+        for method, cells in rows:
+            row = eff.loc[(model, names[method], ratio)]
+            share = row["prefill_b1_speedup"] / row["ideal_speedup"]
+            assert cells[first_prefill].detail == f"({row['prefill_b1_speedup']:.2f}×, {share:.0%} of ideal)"
+            assert cells[0].detail == f"({row['params_ratio']:.2f}× dense)"
+    notes = " ".join(table.notes)
+    assert "median of 3 repeats" in notes and "decode: 16 greedy tokens" in notes  # the fixture's benchmark config
+
+
+def test_protocol_is_stated_under_each_table(results):
+    notes = " ".join(build_table("main", results).notes)
+    assert "4 of 4765 windows" in notes  # the fixture's max_windows against WikiText-2's windows at seqlen 64
+    assert "HellaSwag acc_norm (3 of 10042 documents†)" in notes and "BOS token not added" in notes
+    assert "FLAP: C4-en train, first 1000 documents of shard 00000, 8x32 tokens, seed 0; paper: WIFV" in notes
+    assert "Random: no calibration data" in notes
+    assert "wikitext2/wiki.test.raw 173c87a53759" in notes
+
+
+def test_calibration_note_names_the_corpus_a_substitute_stands_in_for(results):
+    metrics = copy.deepcopy(results.metrics)
+    for (model, method, _, _), m in metrics.items():
+        if method == "flap":
+            m["pruning"]["calibration"]["substitutes"] = "WikiText-2 train 1024x128"
+    note = calibration_notes(Results(results.summary, results.efficiency, metrics, results.config))[0]
+    assert "8x32 tokens, seed 0 (stands in for WikiText-2 train 1024x128); paper:" in note
+
+
+def test_reference_numbers_are_quoted_with_their_sources():
+    ref = yaml.safe_load(REFERENCE.read_text())
+    for row in ref["rows"]:
+        assert row["source"] in ref["sources"]
+        for key, value in row.items():
+            if key in {"wikitext2", "ptb"}:
+                assert value > 1
+            elif key not in {"source", "ratio", "tune", "label"}:
+                assert 0 < value < 100
+    table = build_table("reference", results=None)
+    md = render(table, "md")
+    assert "quoted, not reproduced" in md
+    for anchor in ("| LLaMA-7B [a] | 12.62 | 22.14 |", "| LLM-Pruner Element¹ [a] | 19.09 |",
+                   "| LLM-Pruner Element² [a] | 17.37 |", "| FLAP [b,c] | 14.62 |", "| Wanda-sp [b,c] | 22.12 |"):
+        assert anchor in md
+    assert all(s["url"] in md for s in ref["sources"].values())
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: dict[str, int] = {}
+
+    def handle_starttag(self, tag, attrs):
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+
+
+@pytest.mark.parametrize("name", table_names(["wikitext2", "ptb"], zeroshot=True, efficiency=True))
+def test_every_table_renders_in_every_format(results, name):
+    table = build_table(name, results)
+    n_rows = sum(len(rows) for _, rows in table.groups)
+    n_best = sum(c.rank == 1 for _, rows in table.groups for _, cells in rows for c in cells)
+    md, tex, page = (render(table, fmt) for fmt in ("md", "tex", "html"))
+    assert md.count("\n| ") == n_rows + 1 and md.count("**") == 2 * n_best + 2  # + the bold title
+    assert tex.count(r"\multirow") == len(table.groups) and tex.count(r"\textbf") == n_best
+    assert tex.isascii() and "%" not in tex.replace(r"\%", "")  # plain pdflatex; every % escaped
+    parser = _Collect()
+    parser.feed(page)
+    assert parser.tags["table"] == 1 and parser.tags["tr"] == n_rows + 1 and parser.tags.get("strong", 0) == n_best
+    for text in (md, tex, page):
+        assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+
+
+def test_markdown_cell_marks():
+    from methods.tables import _md_cell
+
+    assert _md_cell(Cell("1.00", "±0.5", True, 1)) == f"**1.00**{DAGGER} ±0.5"
+    assert _md_cell(Cell("2.00", "", False, 2)) == "<ins>2.00</ins>"
+
+
+# --- narrative and README ------------------------------------------------------------------------
+
+def test_what_we_see_names_the_best_methods_from_the_numbers(results):
+    paragraphs = what_we_see(results)
+    assert len(paragraphs) == 3 and paragraphs[-1].startswith(DAGGER)
+    for model, text in zip(results.models, paragraphs):
+        rows = results.summary[(results.summary["model"] == model) & (results.summary["method"] != "dense")]
+        for (ratio, tune), group in rows.groupby(["ratio", "tune"]):
+            best = group.loc[group["wikitext2"].idxmin()]
+            expected = (f"At {setting_label(ratio, tune)}, {method_label(best['method'])} keeps the lowest "
+                        f"WikiText-2 perplexity ({best['wikitext2']:.2f}{DAGGER}")
+            assert expected in text
+        recovered = (rows["tune"] != "none").any()
+        assert ("LoRA recovery lowered" in text) == recovered
+        assert ("no recovered (w/ tune) models" in text) == (not recovered)
+        assert "FLAP at 0.2 keeps" in text  # FLAP's adaptive structure differs per layer
+        eff = results.efficiency[(results.efficiency["model"] == model) & (results.efficiency["method"] != "dense")]
+        share = eff["prefill_b1_speedup"] / eff["ideal_speedup"]
+        assert f"Measured speedups reach {share.min():.0%}–{share.max():.0%} (prefill, batch 1)" in text
+
+
+def test_recovery_sentence_counts_improvements(results):
+    text = " ".join(what_we_see(with_tuned_copy(results)))
+    assert "LoRA recovery lowered WikiText-2 perplexity for 8 of 8 pruned models (median change -50%)" in text
+    assert "raised the zero-shot average for 8 of 8 (median +10.00 points)" in text
+
+
+def test_readme_embeds_main_table_and_links_figures(results, tmp_path):
+    tables = {name: render(build_table(name, results), "md") for name in ("main", "efficiency", "reference")}
+    figures = figure_names(results.models, True, True, True, True)
+    text = readme(results, tables, figures)
+    assert text.startswith("# PruneBench results") and "do not edit by hand" in text
+    assert tables["main"] in text and tables["reference"] in text
+    assert all(f"(figures/{stem}.svg)" in text for stem in figures)
+    assert "## What we see" in text and what_we_see(results)[0] in text
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", figure_names(["tiny-gqa", "tiny-mha"], True, True, True, True))
+def test_figures_save_as_valid_png_and_svg(results, name, tmp_path):
+    from PIL import Image
+
+    png, svg = save(build_figure(name, results), tmp_path / name)
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.width > 300 and image.height > 200
+        assert len(np.unique(np.asarray(image.convert("L")))) > 10  # something is drawn
+    assert ET.parse(svg).getroot().tag.endswith("svg")
+
+
+def test_figures_are_reproducible(results, tmp_path):
+    first = save(build_figure("perplexity", results), tmp_path / "a")
+    second = save(build_figure("perplexity", results), tmp_path / "b")
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
+def test_structure_figure_shows_every_pruned_model_per_layer(results):
+    fig = build_figure("structure_tiny-gqa", results)
+    heads, channels = (ax.images[0].get_array() for ax in fig.axes[:2])
+    pruned = results.summary[(results.summary["model"] == "tiny-gqa") & (results.summary["method"] != "dense")]
+    assert heads.shape == channels.shape == (len(pruned), 4)  # 4 layers
+    flap = results.metrics[("tiny-gqa", "flap", 0.5, "none")]["pruning"]["structure"]
+    row = [f"{method_label(m)} @ {r:g}" for m, r in zip(pruned["method"], pruned["ratio"])].index("FLAP @ 0.5")
+    assert list(channels[row]) == flap["kept_channels"] and list(heads[row]) == flap["kept_heads"]

@@ -1,0 +1,73 @@
+# Reports: paper-style tables (Markdown, LaTeX, HTML), figures (PNG, SVG) and reports/README.md,
+# all from results/. `snakemake --report reports/report.html` then collects the outputs flagged
+# report(...) below, with their captions from workflow/report/.
+from methods.plots import figure_names
+from methods.tables import FORMATS, table_names
+
+PPL_DATASETS = config["evaluation"]["perplexity"]["datasets"]
+ZEROSHOT = bool(config["evaluation"]["zeroshot"]["tasks"])
+BENCHMARKED = bool(config["benchmark"]["enabled"] and METHODS)
+REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED)
+REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), ZEROSHOT, BENCHMARKED, bool(METHODS))
+
+
+def report_inputs(wc):
+    """What every report job reads: the summary and the metrics.json files it was collated from
+    (exactly collate's inputs), and the efficiency measurements."""
+    return {"summary": "results/summary.csv", "metrics": rules.collate.input,
+            "efficiency": [f"results/{m}/efficiency.csv" for m in MODELS] if BENCHMARKED else []}
+
+
+def table_caption(name):
+    kind = "flap" if name.startswith("flap_") and name != "flap_zeroshot" else name
+    return f"../report/table_{kind}.rst"
+
+
+def table_output(name, fmt):
+    path = f"reports/tables/{name}.{fmt}"
+    if fmt != "html":
+        return path
+    return report(path, caption=table_caption(name), category="Tables")
+
+
+def figure_output(name, fmt):
+    path = f"reports/figures/{name}.{fmt}"
+    if fmt != "png":
+        return path
+    return report(path, caption=f"../report/figure_{name.split('_')[0]}.rst", category="Figures")
+
+
+rule report_tables:
+    input:
+        unpack(report_inputs),
+        reference=os.path.join(workflow.basedir, "methods", "reference.yaml"),
+    output:
+        [table_output(name, fmt) for name in REPORT_TABLES for fmt in FORMATS],
+    log:
+        "results/logs/report/tables.log",
+    script:
+        "../scripts/report_tables.py"
+
+
+rule report_figures:
+    input:
+        unpack(report_inputs),
+    output:
+        [figure_output(name, fmt) for name in REPORT_FIGURES for fmt in ("png", "svg")],
+    log:
+        "results/logs/report/figures.log",
+    script:
+        "../scripts/report_figures.py"
+
+
+rule report_readme:
+    input:
+        unpack(report_inputs),
+        tables=expand("reports/tables/{name}.md", name=REPORT_TABLES),
+        figures=expand("reports/figures/{name}.svg", name=REPORT_FIGURES),
+    output:
+        "reports/README.md",
+    log:
+        "results/logs/report/readme.log",
+    script:
+        "../scripts/report_readme.py"

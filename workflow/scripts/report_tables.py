@@ -1,0 +1,20 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from common import start_job  # noqa: E402
+
+from methods.io import atomic_path  # noqa: E402
+from methods.report import load_results  # noqa: E402
+from methods.tables import build_table, render  # noqa: E402
+
+sm = snakemake  # noqa: F821
+start_job(sm)
+results = load_results(sm.input.summary, sm.input.metrics, sm.input.efficiency, sm.config)
+outputs = [Path(p) for p in sm.output]
+for name in dict.fromkeys(p.stem for p in outputs):
+    table = build_table(name, results, sm.input.reference)
+    for path in (p for p in outputs if p.stem == name):
+        with atomic_path(path) as tmp:
+            tmp.write_text(render(table, path.suffix[1:]))
+        print(f"wrote {path}")
