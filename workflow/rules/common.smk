@@ -52,6 +52,8 @@ def eval_data(section="evaluation"):
 
 
 def model_resources(wc, key, default):
+    """A job's request from the model's `resources` in the config (mem_mb, runtime in minutes, gpus).
+    Rules pass gpus as the `gpu` resource, which the Slurm executor turns into `--gpus`."""
     return config["models"][wc.model].get("resources", {}).get(key, default)
 
 
