@@ -17,7 +17,7 @@ rule efficiency:
     params:
         settings={k: v for k, v in config["benchmark"].items() if k != "enabled"},
         device=config["device"],
-    threads: workflow.cores if workflow.is_main_process and workflow.local_exec else THREADS
+    threads: (workflow.resource_settings.cores or THREADS) if workflow.is_main_process else THREADS
     resources:
         mem_mb=lambda wc: model_resources(wc, "mem_mb", 4000),
         runtime=lambda wc: model_resources(wc, "runtime", 30),
