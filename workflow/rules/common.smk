@@ -1,14 +1,20 @@
 # Config validation (schema, then the checks a schema cannot express) and path helpers.
 # Everything here runs before the first job, so bad input fails early and touches no result.
+import os
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from methods import method_module
 from methods.calibration import CalibrationSpec
-from methods.config import ConfigError, calibration_of, check_config, ratio_label, task_dataset
+from methods.config import ConfigError, calibration_of, check_config, ratio_label, schema_problem, task_dataset
 from methods.data import CORPORA, PERPLEXITY
 
-validate(config, schema="../schemas/config.schema.yaml")
+try:
+    validate(config, schema="../schemas/config.schema.yaml")  # also fills in the schema's defaults
+except WorkflowError:
+    schema_file = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+    raise WorkflowError(f"invalid config: {schema_problem(config, schema_file)}") from None
 try:
     check_config(config)
 except ConfigError as err:
