@@ -136,19 +136,37 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("change, expected", [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS])
-def test_bad_input_is_refused_before_any_job(change, expected, finished, tmp_path):
+@pytest.fixture(scope="module")
+def bad_runs(finished, tmp_path_factory):
+    """Every bad config run against the finished workdir, two at a time (each run is mostly
+    Snakemake starting up): ({id: (returncode, output)}, snapshot before, snapshot after)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     workdir, good = finished
     before = snapshot(workdir)
-    config = copy.deepcopy(good)
-    change(config, tmp_path)
-    result = run_snakemake(workdir, write_config(tmp_path / "bad.yaml", config), *PROFILE, check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
+
+    def run(case) -> tuple[int, str]:
+        name, change, _ = case
+        tmp = tmp_path_factory.mktemp(name)
+        config = copy.deepcopy(good)
+        change(config, tmp)
+        result = run_snakemake(workdir, write_config(tmp / "bad.yaml", config), *PROFILE, check=False)
+        return result.returncode, result.stdout + result.stderr
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip([case[0] for case in BAD_INPUTS], pool.map(run, BAD_INPUTS)))
+    return results, before, snapshot(workdir)
+
+
+@pytest.mark.parametrize("case, expected", [(b[0], b[2]) for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_refused_before_any_job(case, expected, bad_runs):
+    results, before, after = bad_runs
+    returncode, output = results[case]
+    assert returncode != 0
     for piece in expected:
         assert piece in output, output[-3000:]
     assert "Select jobs to execute" not in output  # refused while parsing: no job was scheduled
-    assert snapshot(workdir) == before
+    assert after == before  # no result file was written, touched or removed
 
 
 @pytest.mark.parametrize("damage", ["truncated", "tampered"])

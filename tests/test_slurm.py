@@ -6,6 +6,7 @@ as root. Every daemon it starts is stopped by its pid, and the slurm.conf it wro
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -112,9 +113,10 @@ class Cluster:
 
     def jobs(self) -> list[dict[str, str]]:
         """Every job the controller knows, finished ones included (MinJobAge)."""
-        out = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%T|%j|%k"],
+        out = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%T|%j|%k|%m|%l|%C"],
                              capture_output=True, text=True, check=True).stdout
-        return [dict(zip(("id", "state", "name", "comment"), line.split("|"))) for line in out.splitlines()]
+        keys = ("id", "state", "name", "comment", "memory", "time_limit", "cpus")
+        return [dict(zip(keys, line.split("|"))) for line in out.splitlines()]
 
     def stop(self) -> None:
         subprocess.run(["scancel", "--user=root"], capture_output=True)
@@ -129,6 +131,8 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.fail("snakemake-executor-plugin-slurm is missing: pip install -r requirements.txt")
     install_slurm()
     if SLURM_CONF.exists() and not SLURM_CONF.read_text().startswith(MARK):
         pytest.skip(f"{SLURM_CONF} exists: this machine has its own Slurm, which the test leaves alone")
@@ -163,6 +167,7 @@ def test_tiny_suite_through_slurm_equals_local_run(slurm, tmp_path, tiny_dir, da
     config = tiny_suite_config(tiny_dir, data_root)
     config["methods"] = {name: config["methods"][name] for name in METHODS}
     config["threads"] = 1  # two jobs at a time on the 2-CPU node, and the same threads in both runs
+    config["models"]["tiny"]["resources"] = {"mem_mb": 3000, "runtime": 20, "gpus": 0}
     configfile = write_config(tmp_path / "tiny.yaml", config)
 
     local = tmp_path / "local"
@@ -178,9 +183,14 @@ def test_tiny_suite_through_slurm_equals_local_run(slurm, tmp_path, tiny_dir, da
     # Every job went through sbatch and finished there; the cheap local rules did not.
     jobs = [j for j in slurm.jobs() if j["name"].startswith("prunebench_")]
     assert jobs and all(j["state"] == "COMPLETED" for j in jobs), jobs
-    rules = {j["comment"].split("_wildcards_")[0].removeprefix("rule_") for j in jobs}
-    assert {"model", "prune", "recover", "evaluate", "evaluate_tuned", "efficiency"} <= rules
-    assert not rules & {"data", "collate"}
+    rule_of = {j["id"]: j["comment"].split("_wildcards_")[0].removeprefix("rule_") for j in jobs}
+    heavy = {"model", "prune", "recover", "evaluate", "evaluate_tuned", "efficiency"}
+    assert heavy <= set(rule_of.values())
+    assert not set(rule_of.values()) & {"data", "collate"}
+    # The model's resources in the config became the sbatch request.
+    for job in jobs:
+        if rule_of[job["id"]] in heavy:
+            assert (job["memory"], job["time_limit"], job["cpus"]) == ("3000M", "20:00", "1"), job
     logs = {p.stem for p in (cluster / ".snakemake" / "slurm_logs").rglob("*.log")}
     assert {j["id"] for j in jobs} <= logs
 
