@@ -189,6 +189,38 @@ def test_damaged_checkpoint_is_refused_by_the_job_that_reads_it(damage, finished
         {k: v for k, v in others.items() if "benchmarks" not in k}
 
 
+# --- atomic writes ------------------------------------------------------------------------------
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    from methods.io import atomic_path, write_json
+
+    path = tmp_path / "metrics.json"
+    write_json(path, {"ppl": 1.0})
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text('{"ppl": ')  # a job dying half-way through its output
+        raise RuntimeError("killed")
+    assert json.loads(path.read_text()) == {"ppl": 1.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_failed_checkpoint_save_leaves_the_previous_checkpoint(tmp_path, tokenizer):
+    from conftest import tiny_model
+    from methods.checkpoint import save_pruned, verify_checkpoint
+
+    path = tmp_path / "model"
+    save_pruned(tiny_model(), tokenizer, path, {"method": "first"})
+    before = {p.name: sha256_file(p) for p in path.iterdir()}
+
+    class DiesWhileSaving:
+        def save_pretrained(self, folder):
+            raise RuntimeError("killed while writing the tokenizer")
+
+    with pytest.raises(RuntimeError):
+        save_pruned(tiny_model(seed=1), DiesWhileSaving(), path, {"method": "second"})
+    assert {p.name: sha256_file(p) for p in path.iterdir()} == before
+    assert verify_checkpoint(path)["method"] == "first"
+
+
 # --- kill and rerun -----------------------------------------------------------------------------
 
 def incomplete_marks(workdir: Path) -> set[str]:
@@ -224,6 +256,7 @@ def test_sigkill_during_pruning_or_evaluation_then_same_command_resumes(tiny_dir
 
     incomplete = incomplete_marks(workdir)
     assert incomplete, "the kill came after every job had finished"
+    assert any((workdir / ".snakemake" / "locks").iterdir())  # left behind: the rerun must cope with it
     # Finished: neither a log, nor in an output marked incomplete, nor a killed writer's temporary.
     finished = {k: v for k, v in snapshot(workdir).items()
                 if "/logs/" not in k and not any(k == m or k.startswith(m + "/") for m in incomplete)
