@@ -35,9 +35,9 @@ def small_config(tiny_dir: Path, data_root: Path) -> dict:
 
 
 def snapshot(workdir: Path) -> dict[str, tuple[int, str]]:
-    """Every file under results/ and resources/ with its mtime and sha256."""
+    """Every file under results/, resources/ and reports/ with its mtime and sha256."""
     return {str(p.relative_to(workdir)): (p.stat().st_mtime_ns, sha256_file(p))
-            for top in ("results", "resources") for p in sorted((workdir / top).rglob("*")) if p.is_file()}
+            for top in ("results", "resources", "reports") for p in sorted((workdir / top).rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
