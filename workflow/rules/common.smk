@@ -51,9 +51,9 @@ def calibration_dir(model, method):
 
 def eval_data(section="evaluation"):
     """The data folders an evaluation section reads (an input function)."""
-    ev = config[section]
-    names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]}
-    names |= {task_dataset(t) for t in ev["zeroshot"]["tasks"]}
+    ev = config.get(section)  # reference_evaluation is optional: without it, its rule is never used
+    names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]} if ev else set()
+    names |= {task_dataset(t) for t in ev["zeroshot"]["tasks"]} if ev else set()
     return lambda wc: [f"resources/data/{n}" for n in sorted(names)]
 
 
