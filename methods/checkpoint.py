@@ -63,6 +63,9 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"no model checkpoint at {path} (config.json missing)")
+    if not any(path.glob("*.safetensors")):
+        raise CheckpointError(f"checkpoint {path} has no .safetensors weights; pickled weights (.bin, .pt) are "
+                              "never loaded, since unpickling can run code")
     info_file = path / INFO if (path / INFO).is_file() else path / "manifest.json"
     if not info_file.is_file():
         return {}
@@ -87,7 +90,7 @@ def load_pruned(path: str | os.PathLike, device: str | torch.device = "cpu", ver
     path = Path(path)
     info = verify_checkpoint(path) if verify else (read_json(path / INFO) if (path / INFO).is_file() else {})
     if not info:
-        return AutoModelForCausalLM.from_pretrained(path, device_map=device).eval()
+        return AutoModelForCausalLM.from_pretrained(path, device_map=device, use_safetensors=True).eval()
     if info.get("format") != FORMAT:
         raise CheckpointError(f"{path / INFO}: unknown format {info.get('format')!r}, expected {FORMAT!r}")
     from .surgery import resize_layer

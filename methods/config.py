@@ -4,6 +4,7 @@ Each failure names the bad value and what is allowed. Nothing here touches resul
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from . import check_params, check_ratio, method_module
@@ -12,7 +13,8 @@ from .data import CORPORA, PERPLEXITY, DataError, verify_dataset
 from .models import check_source
 from .zeroshot import available_tasks, check_limits, task_config
 
-__all__ = ["ConfigError", "check_config", "datasets_needed", "task_dataset", "calibration_of", "ratio_label"]
+__all__ = ["ConfigError", "check_config", "schema_problem", "datasets_needed", "task_dataset", "calibration_of",
+           "ratio_label"]
 
 
 class ConfigError(ValueError):
@@ -46,6 +48,31 @@ def datasets_needed(config: dict[str, Any]) -> list[str]:
     if any(m.get("tune", True) for m in config["methods"].values()):
         names.add(config.get("recovery", {}).get("dataset", "alpaca"))
     return sorted(names)
+
+
+def schema_problem(config: dict[str, Any], schema_file: str | Path) -> str:
+    """The config's first schema violation in one line: where, the value, what is allowed.
+
+    (Snakemake's own message prints the whole schema after an unknown key.)"""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_file).read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return "the config does not match workflow/schemas/config.schema.yaml"
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+    if error.validator == "additionalProperties":
+        allowed = f"allowed keys: {', '.join(error.schema.get('properties', {})) or 'none'}"
+        return f"{where or 'top level'}: {error.message}; {allowed}"
+    node, about = schema, ""  # the closest documented setting the value belongs to
+    for part in error.absolute_path:
+        node = node.get("items", {}) if isinstance(part, int) else (
+            node.get("properties", {}).get(part) or node.get("additionalProperties") or {})
+        node = node if isinstance(node, dict) else {}
+        about = f" ({node['description']})" if node.get("description") else about
+    value = "" if isinstance(error.instance, (dict, list)) else f" = {error.instance!r}"
+    return f"{where or 'top level'}{value}: {error.message}{about}"
 
 
 def _check_evaluation(ev: dict[str, Any]) -> None:
@@ -82,7 +109,7 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
         try:
             check_params(module, method.get("params") or {})
         except ValueError as err:
-            raise ValueError(f"method {name!r}: {err}") from None
+            raise ValueError(f"methods.{name}.params: {err}") from None
         cal = method.get("calibration")
         if module.NEEDS and not cal:
             raise ValueError(f"method {name!r} ({method['module']}) needs a `calibration` entry "

@@ -72,9 +72,11 @@ def compare(row: dict[str, Any], dense: dict[str, Any]) -> dict[str, Any]:
     out["ideal_speedup"] = dense["flops_per_token"] / row["flops_per_token"]
     for key in [k for k in row if k.startswith("prefill_")]:
         out[key.replace("_tokens_per_s", "_speedup")] = row[key] / dense[key]
-    out["decode_speedup"] = dense["decode_ms_per_token"] / row["decode_ms_per_token"]
+    # A decode step below the timer's noise (tiny models) measures as 0 ms: no ratio, not a crash.
+    resolved = row["decode_ms_per_token"] > 0 and dense["decode_ms_per_token"] > 0
+    out["decode_speedup"] = dense["decode_ms_per_token"] / row["decode_ms_per_token"] if resolved else None
     for key in [k for k in out if k.endswith("_speedup") and k != "ideal_speedup"]:
-        out[key.replace("_speedup", "_vs_ideal")] = out[key] / out["ideal_speedup"]
+        out[key.replace("_speedup", "_vs_ideal")] = None if out[key] is None else out[key] / out["ideal_speedup"]
     return out
 
 

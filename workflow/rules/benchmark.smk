@@ -1,5 +1,7 @@
 # Speed and memory of every pruned model against the dense one, measured in the same job with the
-# whole machine (threads = all cores, so no other job runs beside it).
+# whole machine: locally threads = all cores, so no other job runs beside it. On a cluster `--cores`
+# is unset and the job gets its own allocation of the config's threads (the same number inside the
+# job, where Snakemake runs again and must ask srun for what sbatch granted).
 
 
 def pruned_checkpoints(wc):
@@ -15,11 +17,11 @@ rule efficiency:
     params:
         settings={k: v for k, v in config["benchmark"].items() if k != "enabled"},
         device=config["device"],
-    threads: workflow.cores
+    threads: (workflow.resource_settings.cores or THREADS) if workflow.is_main_process else THREADS
     resources:
         mem_mb=lambda wc: model_resources(wc, "mem_mb", 4000),
         runtime=lambda wc: model_resources(wc, "runtime", 30),
-        gpus=lambda wc: model_resources(wc, "gpus", 0),
+        gpu=lambda wc: model_resources(wc, "gpus", 0),
     log:
         "results/logs/efficiency/{model}.log",
     script:

@@ -1,5 +1,9 @@
 # All metrics.json -> results/summary.csv (one row per model, method, ratio, tune).
 
+# Reading JSON into a table is cheaper than a cluster job's queueing.
+localrules:
+    collate,
+
 
 rule collate:
     input:

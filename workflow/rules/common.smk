@@ -1,14 +1,20 @@
 # Config validation (schema, then the checks a schema cannot express) and path helpers.
 # Everything here runs before the first job, so bad input fails early and touches no result.
+import os
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from methods import method_module
 from methods.calibration import CalibrationSpec
-from methods.config import ConfigError, calibration_of, check_config, ratio_label, task_dataset
+from methods.config import ConfigError, calibration_of, check_config, ratio_label, schema_problem, task_dataset
 from methods.data import CORPORA, PERPLEXITY
 
-validate(config, schema="../schemas/config.schema.yaml")
+try:
+    validate(config, schema="../schemas/config.schema.yaml")  # also fills in the schema's defaults
+except WorkflowError:
+    schema_file = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+    raise WorkflowError(f"invalid config: {schema_problem(config, schema_file)}") from None
 try:
     check_config(config)
 except ConfigError as err:
@@ -45,13 +51,15 @@ def calibration_dir(model, method):
 
 def eval_data(section="evaluation"):
     """The data folders an evaluation section reads (an input function)."""
-    ev = config[section]
-    names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]}
-    names |= {task_dataset(t) for t in ev["zeroshot"]["tasks"]}
+    ev = config.get(section)  # reference_evaluation is optional: without it, its rule is never used
+    names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]} if ev else set()
+    names |= {task_dataset(t) for t in ev["zeroshot"]["tasks"]} if ev else set()
     return lambda wc: [f"resources/data/{n}" for n in sorted(names)]
 
 
 def model_resources(wc, key, default):
+    """A job's request from the model's `resources` in the config (mem_mb, runtime in minutes, gpus).
+    Rules pass gpus as the `gpu` resource, which the Slurm executor turns into `--gpus`."""
     return config["models"][wc.model].get("resources", {}).get(key, default)
 
 

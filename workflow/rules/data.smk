@@ -1,5 +1,9 @@
 # Inputs that every later rule reads: the verified data and the materialised models.
 
+# Verifying and copying a few files is cheaper than a cluster job's queueing.
+localrules:
+    data,
+
 
 rule data:
     output:

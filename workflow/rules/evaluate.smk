@@ -16,7 +16,7 @@ rule evaluate:
     resources:
         mem_mb=lambda wc: model_resources(wc, "mem_mb", 4000),
         runtime=lambda wc: model_resources(wc, "runtime", 60),
-        gpus=lambda wc: model_resources(wc, "gpus", 0),
+        gpu=lambda wc: model_resources(wc, "gpus", 0),
     log:
         "results/logs/evaluate/{model}/{method}/{ratio}.log",
     benchmark:

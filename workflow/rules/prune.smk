@@ -25,7 +25,7 @@ rule activation_stats:
     resources:
         mem_mb=lambda wc: model_resources(wc, "mem_mb", 4000),
         runtime=lambda wc: model_resources(wc, "runtime", 30),
-        gpus=lambda wc: model_resources(wc, "gpus", 0),
+        gpu=lambda wc: model_resources(wc, "gpus", 0),
     log:
         "results/logs/activation_stats/{model}/{calib}.log",
     benchmark:
@@ -55,7 +55,7 @@ rule prune:
     resources:
         mem_mb=lambda wc: model_resources(wc, "mem_mb", 4000),
         runtime=lambda wc: model_resources(wc, "runtime", 30),
-        gpus=lambda wc: model_resources(wc, "gpus", 0),
+        gpu=lambda wc: model_resources(wc, "gpus", 0),
     log:
         "results/logs/prune/{model}/{method}/{ratio}.log",
     benchmark:

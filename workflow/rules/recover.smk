@@ -15,7 +15,7 @@ rule recover:
     resources:
         mem_mb=lambda wc: model_resources(wc, "mem_mb", 4000),
         runtime=lambda wc: model_resources(wc, "runtime", 60),
-        gpus=lambda wc: model_resources(wc, "gpus", 0),
+        gpu=lambda wc: model_resources(wc, "gpus", 0),
     log:
         "results/logs/recover/{model}/{method}/{ratio}.log",
     benchmark:

@@ -4,6 +4,13 @@
 from methods.plots import figure_names
 from methods.tables import FORMATS, table_names
 
+# Rendering tables and figures takes seconds: not worth a cluster job's queueing.
+localrules:
+    report_tables,
+    report_figures,
+    report_readme,
+
+
 PPL_DATASETS = config["evaluation"]["perplexity"]["datasets"]
 ZEROSHOT = bool(config["evaluation"]["zeroshot"]["tasks"])
 BENCHMARKED = bool(config["benchmark"]["enabled"] and METHODS)
