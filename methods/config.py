@@ -40,10 +40,9 @@ def task_dataset(task: str) -> str:
 
 def datasets_needed(config: dict[str, Any]) -> list[str]:
     """Every dataset folder the configured run reads."""
-    names = set()
-    for ev in (config[s] for s in ("evaluation", "reference_evaluation") if s in config):
-        names |= {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]}
-        names |= {task_dataset(t) for t in ev["zeroshot"]["tasks"]}
+    ev = config["evaluation"]
+    names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]}
+    names |= {task_dataset(t) for t in ev["zeroshot"]["tasks"]}
     names |= {CORPORA[m["calibration"]["corpus"]].dataset for m in config["methods"].values() if m.get("calibration")}
     if any(m.get("tune", True) for m in config["methods"].values()):
         names.add(config.get("recovery", {}).get("dataset", "alpaca"))
@@ -117,9 +116,7 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
         if cal and cal["corpus"] not in CORPORA:
             raise ValueError(f"method {name!r}: unknown calibration corpus {cal['corpus']!r}; "
                              f"allowed: {', '.join(sorted(CORPORA))}")
-    for section in ("evaluation", "reference_evaluation"):
-        if section in config:
-            _check_evaluation(config[section])
+    _check_evaluation(config["evaluation"])
     if verify_data:
         for name in datasets_needed(config):
             verify_dataset(name, config["data_dir"])

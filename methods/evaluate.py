@@ -17,8 +17,10 @@ from .zeroshot import evaluate_zeroshot
 __all__ = ["evaluate", "raw_forward_throughput", "zeroshot_average"]
 
 
-def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopwatch | None = None) -> dict[str, Any]:
-    """Run the configured evaluation; `settings` is the config's `evaluation` section."""
+def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopwatch | None = None,
+             full_perplexity: bool = False) -> dict[str, Any]:
+    """Run the configured evaluation; `settings` is the config's `evaluation` section. With
+    `full_perplexity` (the dense model), perplexity also on every window of each test set."""
     watch = watch or Stopwatch()
     ppl_cfg, zs_cfg = settings["perplexity"], settings["zeroshot"]
     out: dict[str, Any] = {"perplexity": {}, "zeroshot": {}, "deviations": []}
@@ -27,10 +29,11 @@ def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopw
         for name in ppl_cfg["datasets"]:
             ids = tokenizer(perplexity_text(name, data_root), return_tensors="pt")["input_ids"][0]
             result = perplexity(model, ids, ppl_cfg["seqlen"], ppl_cfg["batch_size"], ppl_cfg.get("max_windows"),
-                                desc=name)
+                                desc=name, full=full_perplexity)
             result["protocol"] = PERPLEXITY[name][2]
             out["perplexity"][name] = result
-            ppl_tokens += result["windows"] * result["seqlen"]
+            evaluated = result.get("full", result)
+            ppl_tokens += evaluated["windows"] * evaluated["seqlen"]
             if result["windows"] < result["windows_total"]:
                 out["deviations"].append(f"{name} perplexity on {result['windows']} of {result['windows_total']} "
                                          f"windows (evenly spaced)")

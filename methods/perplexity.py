@@ -32,13 +32,14 @@ def window_nll(model, windows: torch.Tensor) -> torch.Tensor:
 
 
 def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: int = 8,
-               max_windows: int | None = None, desc: str = "ppl") -> dict:
+               max_windows: int | None = None, desc: str = "ppl", full: bool = False) -> dict:
     """ppl of `token_ids` (1-D) plus the standard error of the mean window NLL and the window counts.
-
     Every window predicts seqlen-1 tokens, so the mean of window means is the mean token NLL.
+    With `full`, every window is evaluated and the result, still that of the `max_windows` subsample
+    (its windows are among them), carries the full test set's under "full": one pass gives both.
     """
     token_ids = token_ids.flatten()
-    starts = window_starts(token_ids.numel(), seqlen, max_windows)
+    starts = window_starts(token_ids.numel(), seqlen, None if full else max_windows)
     if not starts:
         raise ValueError(f"text of {token_ids.numel()} tokens is shorter than one window of {seqlen}")
     device = next(model.parameters()).device
@@ -47,6 +48,14 @@ def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: in
         batch = torch.stack([token_ids[s:s + seqlen] for s in starts[i:i + batch_size]]).to(device)
         nlls.append(window_nll(model, batch).cpu())
     nll = torch.cat(nlls)
+    result = _summary(nll, seqlen, token_ids.numel())
+    if full and len(window_starts(token_ids.numel(), seqlen, max_windows)) < len(starts):
+        subset = [s // seqlen for s in window_starts(token_ids.numel(), seqlen, max_windows)]
+        result = {**_summary(nll[subset], seqlen, token_ids.numel()), "full": result}
+    return result
+
+
+def _summary(nll: torch.Tensor, seqlen: int, n_tokens: int) -> dict:
     mean = nll.mean().item()
     sem = nll.std().item() / math.sqrt(len(nll)) if len(nll) > 1 else float("nan")
     return {
@@ -55,7 +64,7 @@ def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: in
         "nll": mean,
         "nll_stderr": sem,
         "seqlen": seqlen,
-        "windows": len(starts),
-        "windows_total": token_ids.numel() // seqlen,
-        "tokens": token_ids.numel(),
+        "windows": len(nll),
+        "windows_total": n_tokens // seqlen,
+        "tokens": n_tokens,
     }

@@ -7,7 +7,7 @@ from __future__ import annotations
 from .report import COLUMN_LABELS, DATASET_LABELS, Results, method_label
 from .zeroshot import task_config
 
-__all__ = ["DAGGER", "perplexity_notes", "zeroshot_notes", "calibration_notes", "recovery_notes", "data_note",
+__all__ = ["DAGGER", "perplexity_notes", "full_perplexity_notes", "zeroshot_notes", "calibration_notes", "recovery_notes", "data_note",
            "efficiency_notes"]
 
 DAGGER = "†"
@@ -26,6 +26,19 @@ def perplexity_notes(results: Results, datasets: list[str]) -> list[str]:
         out.append(f"{DATASET_LABELS[name]} perplexity: {_join(r['protocol'] for r in runs)}; "
                    f"{_join(r['seqlen'] for r in runs)}-token windows, {windows} windows"
                    + (f" (evenly spaced){DAGGER}" if sub else ""))
+    return out
+
+
+def full_perplexity_notes(results: Results, datasets: list[str]) -> list[str]:
+    """Window counts of the dense models' full-test-set and subsample perplexities."""
+    out = []
+    for name in datasets:
+        runs = [m["perplexity"][name] for m in results.metrics.values()
+                if m["method"] == "dense" and name in m["perplexity"]]
+        full = [r.get("full", r) for r in runs]
+        out.append(f"{DATASET_LABELS[name]} perplexity: {_join(r['protocol'] for r in runs)}; "
+                   f"{_join(r['seqlen'] for r in full)}-token windows; full: all {_join(r['windows'] for r in full)} "
+                   f"windows; subsample: {_join(r['windows'] for r in runs)} evenly spaced windows, from the same pass")
     return out
 
 
@@ -95,4 +108,18 @@ def efficiency_notes(results: Results) -> list[str]:
             "greedy tokens at batch 1 with KV cache (prefill time subtracted); peak memory: the process's peak RSS.",
             f"FLOPs per token: 2 × multiply-adds of one token at {bench.get('prefill_tokens')} tokens of context. "
             "Speedup = dense time / model time; FLOP-ideal = dense FLOPs / model FLOPs; "
-            "% of ideal = speedup / FLOP-ideal."]
+            "% of ideal = speedup / FLOP-ideal."] + _shared_timing_note(results)
+
+
+def _shared_timing_note(results: Results) -> list[str]:
+    """Speed depends on the layer shapes alone: checkpoints of the same shapes are timed once."""
+    eff = results.efficiency
+    if "measured_on" not in eff:
+        return []
+    key = eff["method"] + "/" + eff["ratio"].map(lambda r: f"{r:g}")
+    shared = eff[(eff["method"] != "dense") & (key != eff["measured_on"])]
+    if shared.empty:
+        return []
+    pairs = "; ".join(f"{method_label(m)} at {r:g} as {method_label(on.split('/')[0])}"
+                      for m, r, on in zip(shared["method"], shared["ratio"], shared["measured_on"]))
+    return [f"Checkpoints with the same layer shapes run the same computation and were timed once: {pairs}."]

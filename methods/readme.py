@@ -40,7 +40,10 @@ def readme(results: Results, tables: dict[str, str], figures: list[str]) -> str:
              f"Models: {', '.join(results.models)}. Methods: {methods}. Pruning ratios: {ratios}. "
              + _provenance(results), "", "## What we see", ""]
     parts += [p + "\n" for p in what_we_see(results)]
-    parts += ["## Main table", "", tables["main"], "## Plots", ""]
+    parts += ["## Main table", "", tables["main"]]
+    if "dense" in tables:
+        parts += ["## The dense model under the papers' protocol", "", tables["dense"]]
+    parts += ["## Plots", ""]
     parts += [_figure(stem) for stem in figures]
     for name, heading in (("efficiency", "Efficiency"),
                           ("reference", "Reference: published LLaMA-7B numbers (quoted, not reproduced)")):

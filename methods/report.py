@@ -37,11 +37,15 @@ METHOD_LABELS = {"dense": "Dense", "random": "Random", "magnitude-sp": "Magnitud
 
 def summary_row(metrics: dict) -> dict:
     """The fixed summary columns (a value that was not measured stays empty, never 0), then the
-    real removed fraction, every stderr and the subsample notes."""
+    real removed fraction, every stderr, the full-test-set perplexities where measured (the dense
+    model's, by default) and the subsample notes."""
     row = {k: metrics[k] for k in ("model", "method", "ratio", "tune", "params", "params_kept")}
     row["removed_fraction"] = metrics["removed_fraction"]
     for name, r in metrics["perplexity"].items():
         row[name], row[f"{name}_stderr"] = r["ppl"], r["ppl_stderr"]
+        full = r.get("full", r if r["windows"] == r["windows_total"] else None)
+        if full:  # the papers' protocol: every window of the test set
+            row[f"{name}_full"], row[f"{name}_full_stderr"] = full["ppl"], full["ppl_stderr"]
     for task, r in metrics["zeroshot"].items():
         column = task_config(task)["metadata"]["column"]
         row[column], row[f"{column}_stderr"] = r["value"], r["stderr"]

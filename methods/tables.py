@@ -13,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .protocol import (DAGGER, calibration_notes, data_note, efficiency_notes, perplexity_notes, recovery_notes,
-                       zeroshot_notes)
+from .protocol import (DAGGER, calibration_notes, data_note, efficiency_notes, full_perplexity_notes,
+                       perplexity_notes, recovery_notes, zeroshot_notes)
 from .report import (COLUMN_LABELS, DATASET_LABELS, PPL_COLUMNS, Results, method_label, order_rows,
                      setting_label)
 
-__all__ = ["Cell", "Table", "FORMATS", "render", "table_names", "build_table", "REFERENCE"]
+__all__ = ["Cell", "Table", "FORMATS", "render", "table_names", "build_table", "dense_table", "REFERENCE"]
 
 FORMATS = ("md", "tex", "html")
 REFERENCE = Path(__file__).with_name("reference.yaml")
@@ -119,6 +119,26 @@ def models_table(results: Results, dataset: str) -> Table:
     return Table(title, [f"{m}↓" for m in results.models], groups, _metric_notes(results, [dataset], groups))
 
 
+def dense_table(results: Results) -> Table:
+    """The dense model under the papers' protocol: perplexity on every window of each test set,
+    beside the subsample every pruned model is measured on, and its zero-shot scores."""
+    datasets = [d for d in PPL_COLUMNS if f"{d}_full" in results.summary]
+    tasks = [c for c in results.measured if c not in PPL_COLUMNS]
+    rows = []
+    for model in results.models:
+        dense = results.dense(model)
+        cells = [_metric_cell(dense[f"{d}_full"], None, False, "ppl", 0) for d in datasets]
+        cells += [_metric_cell(dense[d], None, dense[f"{d}_subsampled"], "ppl", 0) for d in datasets]
+        cells += [_metric_cell(dense[c], dense.get(f"{c}_stderr"), dense.get(f"{c}_subsampled"), "acc", 0)
+                  for c in tasks]
+        rows.append((model, cells))
+    columns = [f"{COLUMN_LABELS[d]} {part}" for part in ("full", "subsample") for d in datasets]
+    notes = [f"{DAGGER}: measured on a subsample of the test set, as every row of the main table."]
+    notes += full_perplexity_notes(results, datasets) + zeroshot_notes(results)
+    return Table("The dense model under the papers' protocol", columns + [COLUMN_LABELS[c] for c in tasks],
+                 [(setting_label(0, "none"), rows)], notes, stub=("Setting", "Model"))
+
+
 def _human(n: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= scale:
@@ -174,9 +194,11 @@ def reference_table(path: Path = REFERENCE) -> Table:
                  sorted(groups, key=lambda g: g[0] != setting_label(0, "none")), notes)
 
 
-def table_names(datasets: list[str], zeroshot: bool, efficiency: bool) -> list[str]:
-    """The tables a run produces: `datasets` are the perplexity sets evaluated."""
-    return ["main", *[f"flap_{d}" for d in datasets], *(["flap_zeroshot"] if zeroshot else []),
+def table_names(datasets: list[str], zeroshot: bool, efficiency: bool, dense_full: bool = False) -> list[str]:
+    """The tables a run produces: `datasets` are the perplexity sets evaluated; `dense_full`: the
+    dense model's perplexity was measured on the full test sets."""
+    return ["main", *(["dense"] if dense_full and datasets else []), *[f"flap_{d}" for d in datasets],
+            *(["flap_zeroshot"] if zeroshot else []),
             *(["efficiency"] if efficiency else []), "reference"]
 
 
@@ -186,6 +208,8 @@ def build_table(name: str, results: Results | None, reference: str | Path = REFE
         return reference_table(Path(reference))
     if name == "main":
         return paper_table(results, results.measured, "Perplexity and zero-shot accuracy (LLM-Pruner Table 1 layout)")
+    if name == "dense":
+        return dense_table(results)
     if name == "flap_zeroshot":
         return paper_table(results, [c for c in results.measured if c not in PPL_COLUMNS],
                            "Zero-shot accuracy per task (FLAP layout)")

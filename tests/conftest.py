@@ -101,7 +101,8 @@ def tiny_suite_config(model_dir: Path, data_root: Path, methods: dict | None = N
         "recovery": dict(default["recovery"], steps=2, micro_batch=2, batch=2, cutoff=48, val_size=4,
                          eval_every=1, warmup=1),
         "evaluation": {
-            "perplexity": {"datasets": ["wikitext2", "ptb"], "seqlen": 64, "max_windows": 4, "batch_size": 4},
+            "perplexity": {"datasets": ["wikitext2", "ptb"], "seqlen": 64, "max_windows": 4, "batch_size": 4,
+                           "full_for_dense": False},  # the full sets: a minute for nothing here
             "zeroshot": {"tasks": default["evaluation"]["zeroshot"]["tasks"], "limit": 3, "seed": 0,
                          "batch_size": 8, "add_bos_token": False},
         },

@@ -129,3 +129,15 @@ def test_zeroshot_through_lm_eval(installed, tokenizer):
     for r in results.values():
         assert r["docs"] == 6 and 0 <= r["value"] <= 1 and r["stderr"] is not None
         assert r["value"] * 6 == pytest.approx(round(r["value"] * 6))
+
+
+def test_full_pass_gives_the_subsample_and_the_full_test_set():
+    torch.manual_seed(0)
+    model, ids = BigramModel(torch.randn(7, 7)), torch.randint(0, 7, (203,))  # 25 windows of 8
+    both = perplexity(model, ids, seqlen=8, batch_size=3, max_windows=5, full=True)
+    subsample = perplexity(model, ids, seqlen=8, batch_size=3, max_windows=5)
+    full = perplexity(model, ids, seqlen=8, batch_size=3)
+    assert (both["windows"], both["full"]["windows"], both["full"]["windows_total"]) == (5, 25, 25)
+    assert both["ppl"] == pytest.approx(subsample["ppl"], rel=1e-12)
+    assert both["full"]["ppl"] == pytest.approx(full["ppl"], rel=1e-12) and both["ppl"] != full["ppl"]
+    assert "full" not in perplexity(model, ids, seqlen=8, max_windows=None, full=True)  # nothing to add

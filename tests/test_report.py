@@ -18,7 +18,8 @@ from methods.narrative import what_we_see
 from methods.plots import build_figure, figure_names, save
 from methods.protocol import DAGGER, calibration_notes
 from methods.readme import readme
-from methods.report import TASK_COLUMNS, Results, load_results, method_label, order_rows, setting_label
+from methods.report import (TASK_COLUMNS, Results, load_results, method_label, order_rows, setting_label,
+                            summary_row)
 from methods.tables import REFERENCE, Cell, _ranks, build_table, render, table_names
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
@@ -139,6 +140,35 @@ def test_efficiency_table_relates_measurements_to_dense_and_ideal(results):
     assert "median of 3 repeats" in notes and "decode: 16 greedy tokens" in notes  # the fixture's benchmark config
 
 
+def with_full_dense(results: Results) -> Results:
+    """The fixture with its dense models' perplexity also measured on the full test sets (the
+    default config's `full_for_dense`), built as the evaluation writes it: the subsample plus "full"."""
+    metrics = copy.deepcopy(results.metrics)
+    rows = []
+    for _, row in results.summary.iterrows():
+        m = metrics[(row["model"], row["method"], float(row["ratio"]), row["tune"])]
+        if row["method"] == "dense":
+            for name, r in m["perplexity"].items():
+                r["full"] = dict(r, ppl=2 * r["ppl"], windows=r["windows_total"])
+        rows.append(summary_row(m))
+    summary = pd.DataFrame(rows).merge(results.summary[[c for c in results.summary if c.endswith("_subsampled")]
+                                                      + ["model", "method", "ratio", "tune", "average_stderr"]])
+    return Results(order_rows(summary), results.efficiency, metrics, results.config)
+
+
+def test_dense_table_shows_the_full_test_sets_beside_the_subsample(results):
+    full = with_full_dense(results)
+    dense = full.dense("tiny-gqa")
+    assert dense["wikitext2_full"] == pytest.approx(2 * dense["wikitext2"])
+    assert full.summary.loc[full.summary["method"] != "dense", "wikitext2_full"].isna().all()
+    md = render(build_table("dense", full), "md")
+    row = next(line for line in md.splitlines() if "| tiny-gqa |" in line)
+    assert f"| {dense['wikitext2_full']:.2f} | {dense['ptb_full']:.2f} | {dense['wikitext2']:.2f}{DAGGER} |" in row
+    assert f"{100 * dense['boolq']:.2f}{DAGGER}" in row
+    assert "full: all 4765 windows; subsample: 4 evenly spaced windows" in md
+    assert "## The dense model under the papers' protocol" in readme(full, {"main": "M", "dense": md}, [])
+
+
 def test_protocol_is_stated_under_each_table(results):
     notes = " ".join(build_table("main", results).notes)
     assert "4 of 4765 windows" in notes  # the fixture's max_windows against WikiText-2's windows at seqlen 64
@@ -184,9 +214,9 @@ class _Collect(HTMLParser):
         self.tags[tag] = self.tags.get(tag, 0) + 1
 
 
-@pytest.mark.parametrize("name", table_names(["wikitext2", "ptb"], zeroshot=True, efficiency=True))
+@pytest.mark.parametrize("name", table_names(["wikitext2", "ptb"], zeroshot=True, efficiency=True, dense_full=True))
 def test_every_table_renders_in_every_format(results, name):
-    table = build_table(name, results)
+    table = build_table(name, with_full_dense(results) if name == "dense" else results)
     n_rows = sum(len(rows) for _, rows in table.groups)
     n_best = sum(c.rank == 1 for _, rows in table.groups for _, cells in rows for c in cells)
     md, tex, page = (render(table, fmt) for fmt in ("md", "tex", "html"))

@@ -49,12 +49,12 @@ def calibration_dir(model, method):
     return f"resources/calibration/{model}/{calibration_of(METHODS[method], config['seed']).id}"
 
 
-def eval_data(section="evaluation"):
-    """The data folders an evaluation section reads (an input function)."""
-    ev = config.get(section)  # reference_evaluation is optional: without it, its rule is never used
-    names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]} if ev else set()
-    names |= {task_dataset(t) for t in ev["zeroshot"]["tasks"]} if ev else set()
-    return lambda wc: [f"resources/data/{n}" for n in sorted(names)]
+def eval_data():
+    """The data folders the evaluation reads."""
+    ev = config["evaluation"]
+    names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]}
+    names |= {task_dataset(t) for t in ev["zeroshot"]["tasks"]}
+    return [f"resources/data/{n}" for n in sorted(names)]
 
 
 def model_resources(wc, key, default):
@@ -78,6 +78,4 @@ def all_targets():
     out = ["results/summary.csv"]
     if config["benchmark"]["enabled"] and METHODS:
         out += [f"results/{m}/efficiency.csv" for m in MODELS]
-    if config.get("reference_evaluation", {}).get("enabled"):
-        out += [f"results/{m}/dense/0/reference/metrics.json" for m in MODELS]
     return out + ["reports/README.md"]  # needs every table and figure (report.smk)

@@ -25,18 +25,25 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
-use rule evaluate as evaluate_reference with:
+# The dense model: also every window of each test set (the papers' protocol), and first in the
+# queue, its evaluation being the longest job of the suite.
+use rule evaluate as evaluate_dense with:
     input:
         model=lambda wc: model_dir(wc.model),
-        data=eval_data("reference_evaluation"),
+        data=eval_data(),
     output:
-        "results/{model}/dense/0/reference/metrics.json",
+        "results/{model}/dense/0/metrics.json",
     params:
-        evaluation=config.get("reference_evaluation"),
+        evaluation=config["evaluation"],
         tune="none",
+        full_perplexity=config["evaluation"]["perplexity"]["full_for_dense"],
         config_files=workflow.configfiles,
         device=config["device"],
+    priority: 50
     log:
-        "results/logs/evaluate/{model}/dense/0.reference.log",
+        "results/logs/evaluate/{model}/dense/0.log",
     benchmark:
-        "results/benchmarks/evaluate/{model}/dense/0.reference.tsv"
+        "results/benchmarks/evaluate/{model}/dense/0.tsv"
+
+
+ruleorder: evaluate_dense > evaluate

@@ -7,6 +7,7 @@ rule calibration_windows:
         data=lambda wc: f"resources/data/{CORPORA[CalibrationSpec.from_id(wc.calib).corpus].dataset}",
     output:
         "resources/calibration/{model}/{calib}/tokens.safetensors",
+    priority: 10  # calibration and pruning first: every evaluation waits on them
     log:
         "results/logs/calibration_windows/{model}/{calib}.log",
     script:
@@ -26,6 +27,7 @@ rule activation_stats:
         mem_mb=lambda wc: model_resources(wc, "mem_mb", 4000),
         runtime=lambda wc: model_resources(wc, "runtime", 30),
         gpu=lambda wc: model_resources(wc, "gpus", 0),
+    priority: 10
     log:
         "results/logs/activation_stats/{model}/{calib}.log",
     benchmark:
@@ -56,6 +58,7 @@ rule prune:
         mem_mb=lambda wc: model_resources(wc, "mem_mb", 4000),
         runtime=lambda wc: model_resources(wc, "runtime", 30),
         gpu=lambda wc: model_resources(wc, "gpus", 0),
+    priority: 10
     log:
         "results/logs/prune/{model}/{method}/{ratio}.log",
     benchmark:

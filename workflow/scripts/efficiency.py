@@ -1,22 +1,32 @@
 import sys
+from pathlib import Path
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from common import start_job  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from methods.efficiency import compare, measure_checkpoint  # noqa: E402
-from methods.io import atomic_path  # noqa: E402
+from methods.io import atomic_path, read_json  # noqa: E402
 
 sm = snakemake  # noqa: F821
 start_job(sm)
 measure = lambda path: measure_checkpoint(path, sm.threads, sm.params.device, **sm.params.settings)  # noqa: E731
 dense = measure(sm.input.dense)
-rows = [{"model": sm.wildcards.model, "method": "dense", "ratio": 0.0, **compare(dense, dense)}]
+rows = [{"model": sm.wildcards.model, "method": "dense", "ratio": 0.0, **compare(dense, dense), "measured_on": "dense"}]
+# Speed and memory depend on the layer shapes alone (weights are dense fp32 matrices whatever their
+# values): checkpoints of the same shapes (uniform methods at one ratio, LLM-Pruner's importances)
+# are timed once, and the row says which checkpoint was.
+by_shapes = {}
 for key, path in sm.input.items():
-    if key != "dense":
-        method, ratio = key.split("/")
-        rows.append({"model": sm.wildcards.model, "method": method, "ratio": float(ratio),
-                     **compare(measure(path), dense)})
-        print(rows[-1])
+    if key == "dense":
+        continue
+    method, ratio = key.split("/")
+    shapes = repr(read_json(Path(path) / "pruning.json")["layers"])
+    if shapes not in by_shapes:
+        by_shapes[shapes] = (key, measure(path))
+    measured_on, measured = by_shapes[shapes]
+    rows.append({"model": sm.wildcards.model, "method": method, "ratio": float(ratio), **compare(measured, dense),
+                 "measured_on": measured_on})
+    print(rows[-1])
 with atomic_path(sm.output[0]) as tmp:
     pd.DataFrame(rows).to_csv(tmp, index=False)

@@ -19,7 +19,8 @@ with watch("load"):
     model = load_pruned(sm.input.model, device=sm.params.device, verify=False)
     tokenizer = AutoTokenizer.from_pretrained(sm.input.model)
 dense = read_json(f"resources/models/{wc.model}/manifest.json")
-results = evaluate(model, tokenizer, sm.params.evaluation, "resources/data", watch)
+results = evaluate(model, tokenizer, sm.params.evaluation, "resources/data", watch,
+                   full_perplexity=sm.params.get("full_perplexity", False))
 params = sum(p.numel() for p in model.parameters())
 datasets = sorted({p.split("/")[-1] for p in sm.input.data})
 write_json(sm.output[0], {
