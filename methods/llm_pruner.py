@@ -165,6 +165,11 @@ def _reduce(stacked: torch.Tensor, aggregation: str) -> torch.Tensor:
     return stacked[-1]
 
 
+# LLaMA-7B, the paper's model: what the report's memory estimate is for.
+LLAMA_7B = Shapes(layers=32, hidden=4096, heads=32, kv_heads=32, head_dim=128, intermediate=11008)
+LLAMA_7B_VOCAB = 32000
+
+
 def memory_estimate_gb(shapes: Shapes, vocab: int, n_pruned_layers: int, importance: str,
                        weight_bytes: int = 2, tokens: int = 640) -> dict[str, float]:
     """What computing the importance holds, in GB: the weights, element2's float32 Fisher over the

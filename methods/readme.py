@@ -45,7 +45,7 @@ def readme(results: Results, tables: dict[str, str], figures: list[str]) -> str:
         parts += ["## The dense model under the papers' protocol", "", tables["dense"]]
     parts += ["## Plots", ""]
     parts += [_figure(stem) for stem in figures]
-    for name, heading in (("efficiency", "Efficiency"),
+    for name, heading in (("efficiency", "Efficiency"), ("cost", "Pruning and recovery cost"),
                           ("reference", "Reference: published LLaMA-7B numbers (quoted, not reproduced)")):
         if name in tables:
             parts += [f"## {heading}", "", tables[name]]

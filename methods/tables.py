@@ -18,7 +18,7 @@ from .protocol import (DAGGER, calibration_notes, data_note, efficiency_notes, f
 from .report import (COLUMN_LABELS, DATASET_LABELS, PPL_COLUMNS, Results, method_label, order_rows,
                      setting_label)
 
-__all__ = ["Cell", "Table", "FORMATS", "render", "table_names", "build_table", "dense_table", "REFERENCE"]
+__all__ = ["Cell", "Table", "FORMATS", "render", "table_names", "build_table", "dense_table", "cost_table", "REFERENCE"]
 
 FORMATS = ("md", "tex", "html")
 REFERENCE = Path(__file__).with_name("reference.yaml")
@@ -139,6 +139,44 @@ def dense_table(results: Results) -> Table:
                  [(setting_label(0, "none"), rows)], notes, stub=("Setting", "Model"))
 
 
+def cost_table(results: Results) -> Table:
+    """What pruning and recovery took per method and ratio: wall time and the job's peak memory."""
+    pruned = results.summary[(results.summary["method"] != "dense") & (results.summary["tune"] == "none")]
+    frame = _with_labels(results, pruned.drop(columns="tune"), by_model=True)
+    groups = []
+    for group, rows in frame.groupby("group", sort=False):
+        body = []
+        for _, row in rows.iterrows():
+            key = (row["model"], row["method"], float(row["ratio"]))
+            record = results.metrics[(*key, "none")]["pruning"]
+            recovery = results.metrics.get((*key, "lora"), {}).get("pruning", {}).get("recovery")
+            cells = [Cell(f"{record['wall_s']['prune']:.1f}"), Cell(f"{record['peak_memory_mb']:,.0f}")]
+            cells += ([Cell(f"{recovery['wall_s']['recover']:.1f}"), Cell(f"{recovery['peak_memory_mb']:,.0f}")]
+                      if recovery else [Cell(), Cell()])
+            body.append((row["label"], cells))
+        groups.append((group, body))
+    notes = ["Wall time of the job's step on this machine (model loading excluded; FLAP's and Wanda-sp's "
+             "activation statistics are a separate, shared job) and the job process's peak RSS, which "
+             "includes the libraries (about 0.5 GB). Recovery: LoRA with the settings of the main table's notes.",
+             llm_pruner_memory_note()]
+    columns = ["Prune (s)", "Prune peak memory (MB)", "Recover (s)", "Recover peak memory (MB)"]
+    return Table("Pruning and recovery cost", columns, groups, notes)
+
+
+def llm_pruner_memory_note() -> str:
+    """LLM-Pruner's importance needs gradients: what that takes at the paper's scale."""
+    from .llm_pruner import LLAMA_7B, LLAMA_7B_VOCAB, default_layer_range, memory_estimate_gb
+
+    start, end = default_layer_range(LLAMA_7B.layers)
+    parts = []
+    for importance in ("element1", "element2"):
+        est = memory_estimate_gb(LLAMA_7B, LLAMA_7B_VOCAB, end - start, importance)
+        parts.append(f"{importance}: {est['total']:.0f} GB (fp16 weights {est['weights']:.1f}, float32 Fisher "
+                     f"{est['fisher']:.1f}, activations for backward {est['activations']:.1f})")
+    return ("LLM-Pruner on LLaMA-7B (estimate, 10×64 calibration tokens; gradients are consumed as they "
+            f"arrive, so at most one layer's are held): {'; '.join(parts)}. Vector needs as much as element1.")
+
+
 def _human(n: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= scale:
@@ -194,11 +232,12 @@ def reference_table(path: Path = REFERENCE) -> Table:
                  sorted(groups, key=lambda g: g[0] != setting_label(0, "none")), notes)
 
 
-def table_names(datasets: list[str], zeroshot: bool, efficiency: bool, dense_full: bool = False) -> list[str]:
+def table_names(datasets: list[str], zeroshot: bool, efficiency: bool, dense_full: bool = False,
+                pruned: bool = True) -> list[str]:
     """The tables a run produces: `datasets` are the perplexity sets evaluated; `dense_full`: the
-    dense model's perplexity was measured on the full test sets."""
+    dense model's perplexity was measured on the full test sets; `pruned`: any method ran."""
     return ["main", *(["dense"] if dense_full and datasets else []), *[f"flap_{d}" for d in datasets],
-            *(["flap_zeroshot"] if zeroshot else []),
+            *(["flap_zeroshot"] if zeroshot else []), *(["cost"] if pruned else []),
             *(["efficiency"] if efficiency else []), "reference"]
 
 
@@ -210,6 +249,8 @@ def build_table(name: str, results: Results | None, reference: str | Path = REFE
         return paper_table(results, results.measured, "Perplexity and zero-shot accuracy (LLM-Pruner Table 1 layout)")
     if name == "dense":
         return dense_table(results)
+    if name == "cost":
+        return cost_table(results)
     if name == "flap_zeroshot":
         return paper_table(results, [c for c in results.measured if c not in PPL_COLUMNS],
                            "Zero-shot accuracy per task (FLAP layout)")

@@ -174,3 +174,13 @@ def test_recover_returns_plain_merged_model(tokenizer, alpaca):
     assert type(model).__name__ == "LlamaForCausalLM"
     assert not any("lora" in name for name, _ in model.named_parameters())
     assert log["steps"] == 3 and len(log["val_loss"]) == 2
+
+
+def test_memory_estimate_counts_weights_fisher_and_activations():
+    from methods.llm_pruner import LLAMA_7B, memory_estimate_gb
+
+    layer = 4 * 4096**2 + 3 * 4096 * 11008
+    e1, e2 = (memory_estimate_gb(LLAMA_7B, 32000, 26, kind) for kind in ("element1", "element2"))
+    assert e1["weights"] == pytest.approx((32 * layer + 2 * 32000 * 4096) * 2 / 1e9)
+    assert e1["fisher"] == 0 and e2["fisher"] == pytest.approx(26 * layer * 4 / 1e9)
+    assert e2["total"] - e1["total"] == pytest.approx(e2["fisher"])

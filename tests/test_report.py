@@ -301,3 +301,16 @@ def test_structure_figure_shows_every_pruned_model_per_layer(results):
     flap = results.metrics[("tiny-gqa", "flap", 0.5, "none")]["pruning"]["structure"]
     row = [f"{method_label(m)} @ {r:g}" for m, r in zip(pruned["method"], pruned["ratio"])].index("FLAP @ 0.5")
     assert list(channels[row]) == flap["kept_channels"] and list(heads[row]) == flap["kept_heads"]
+
+
+def test_cost_table_reads_pruning_and_recovery_records(results):
+    tuned = with_tuned_copy(results)
+    key = ("tiny-gqa", "flap", 0.5, "none")
+    record = results.metrics[key]["pruning"]
+    md = render(build_table("cost", tuned), "md")
+    lines = md.splitlines()
+    group = lines.index(next(line for line in lines if line.startswith("| tiny-gqa · Ratio = 50% |")))
+    flap = next(line for line in lines[group:] if "| FLAP |" in line)
+    assert f"| FLAP | {record['wall_s']['prune']:.1f} | {record['peak_memory_mb']:,.0f} | – | – |" in flap
+    assert md.count("| tiny-gqa · Ratio = 50% |") == 1 and "w/o tune" not in md
+    assert "element2: 43 GB (fp16 weights 13.5, float32 Fisher 21.0" in md

@@ -35,6 +35,13 @@ def test_tiny_suite_end_to_end(tiny_run):
     assert metrics["pruning"]["calibration"]["id"] == "c4-8x32-seed0"
     assert metrics["provenance"]["data_sha256"]["wikitext2"]["wiki.test.raw"].startswith("173c87a5")
     assert any("windows" in d for d in metrics["deviations"])
+    # speed: every pruned model has a row; equal layer shapes were timed once, different ones not
+    efficiency = pd.read_csv(workdir / "results" / "tiny" / "efficiency.csv").set_index("method")
+    assert set(efficiency.index) == methods
+    uniform = efficiency.loc[["wanda-sp", "magnitude-sp", "random"], "measured_on"]
+    assert uniform.nunique() == 1 and uniform.iloc[0] in {f"{m}/0.5" for m in uniform.index}
+    assert efficiency.loc["flap", "measured_on"] == "flap/0.5"
+    assert efficiency.loc["random", "prefill_b1_speedup"] == efficiency.loc["wanda-sp", "prefill_b1_speedup"]
     # nothing left to do on a second run
     again = run_snakemake(workdir, config, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -15,7 +15,8 @@ PPL_DATASETS = config["evaluation"]["perplexity"]["datasets"]
 ZEROSHOT = bool(config["evaluation"]["zeroshot"]["tasks"])
 BENCHMARKED = bool(config["benchmark"]["enabled"] and METHODS)
 PPL = config["evaluation"]["perplexity"]
-REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED, PPL["full_for_dense"] or PPL["max_windows"] is None)
+REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED, PPL["full_for_dense"] or PPL["max_windows"] is None,
+                            bool(METHODS))
 REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), ZEROSHOT, BENCHMARKED, bool(METHODS))
 
 
