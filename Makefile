@@ -18,9 +18,10 @@ run: setup
 report: setup
 	$(BIN)/snakemake --profile $(PROFILE) --report reports/report.html
 
-# pytest exits 5 when it collects no test; that is not a failure of the suite.
+# pytest exits 5 when it collects no test; that is not a failure of the suite. Two workers, a
+# test file each: the workflow tests wait on Snakemake and Slurm about half of the time.
 test: setup
-	$(BIN)/python -m pytest -q -rs; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 setup: $(VENV)/.installed
 
