@@ -39,19 +39,20 @@ def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: in
     (its windows are among them), carries the full test set's under "full": one pass gives both.
     """
     token_ids = token_ids.flatten()
-    starts = window_starts(token_ids.numel(), seqlen, None if full else max_windows)
+    n_tokens = token_ids.numel()
+    subsample = window_starts(n_tokens, seqlen, max_windows)
+    starts = window_starts(n_tokens, seqlen) if full else subsample
     if not starts:
-        raise ValueError(f"text of {token_ids.numel()} tokens is shorter than one window of {seqlen}")
+        raise ValueError(f"text of {n_tokens} tokens is shorter than one window of {seqlen}")
     device = next(model.parameters()).device
     nlls = []
     for i in tqdm(range(0, len(starts), batch_size), desc=desc, mininterval=10):
         batch = torch.stack([token_ids[s:s + seqlen] for s in starts[i:i + batch_size]]).to(device)
         nlls.append(window_nll(model, batch).cpu())
     nll = torch.cat(nlls)
-    result = _summary(nll, seqlen, token_ids.numel())
-    if full and len(window_starts(token_ids.numel(), seqlen, max_windows)) < len(starts):
-        subset = [s // seqlen for s in window_starts(token_ids.numel(), seqlen, max_windows)]
-        result = {**_summary(nll[subset], seqlen, token_ids.numel()), "full": result}
+    result = _summary(nll, seqlen, n_tokens)
+    if len(subsample) < len(starts):  # a full pass: the subsample's numbers, the full set's under "full"
+        result = {**_summary(nll[[s // seqlen for s in subsample]], seqlen, n_tokens), "full": result}
     return result
 
 
