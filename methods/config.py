@@ -13,8 +13,8 @@ from .data import CORPORA, PERPLEXITY, DataError, verify_dataset
 from .models import check_source
 from .zeroshot import available_tasks, check_limits, task_config
 
-__all__ = ["ConfigError", "check_config", "schema_problem", "datasets_needed", "task_dataset", "calibration_of",
-           "ratio_label"]
+__all__ = ["ConfigError", "check_config", "schema_problem", "datasets_needed", "evaluation_datasets",
+           "task_dataset", "calibration_of", "ratio_label"]
 
 
 class ConfigError(ValueError):
@@ -38,11 +38,15 @@ def task_dataset(task: str) -> str:
     return task_config(task)["dataset_kwargs"]["data_files"]["test"].split("/")[0]
 
 
+def evaluation_datasets(evaluation: dict[str, Any]) -> set[str]:
+    """The dataset folders the config's `evaluation` section reads."""
+    names = {PERPLEXITY[d][0] for d in evaluation["perplexity"]["datasets"]}
+    return names | {task_dataset(t) for t in evaluation["zeroshot"]["tasks"]}
+
+
 def datasets_needed(config: dict[str, Any]) -> list[str]:
     """Every dataset folder the configured run reads."""
-    ev = config["evaluation"]
-    names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]}
-    names |= {task_dataset(t) for t in ev["zeroshot"]["tasks"]}
+    names = evaluation_datasets(config["evaluation"])
     names |= {CORPORA[m["calibration"]["corpus"]].dataset for m in config["methods"].values() if m.get("calibration")}
     if any(m.get("tune", True) for m in config["methods"].values()):
         names.add(config.get("recovery", {}).get("dataset", "alpaca"))

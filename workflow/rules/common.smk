@@ -7,8 +7,8 @@ from snakemake.utils import validate
 
 from methods import method_module
 from methods.calibration import CalibrationSpec
-from methods.config import ConfigError, calibration_of, check_config, ratio_label, schema_problem, task_dataset
-from methods.data import CORPORA, PERPLEXITY
+from methods.config import ConfigError, calibration_of, check_config, evaluation_datasets, ratio_label, schema_problem
+from methods.data import CORPORA
 
 try:
     validate(config, schema="../schemas/config.schema.yaml")  # also fills in the schema's defaults
@@ -51,10 +51,7 @@ def calibration_dir(model, method):
 
 def eval_data():
     """The data folders the evaluation reads."""
-    ev = config["evaluation"]
-    names = {PERPLEXITY[d][0] for d in ev["perplexity"]["datasets"]}
-    names |= {task_dataset(t) for t in ev["zeroshot"]["tasks"]}
-    return [f"resources/data/{n}" for n in sorted(names)]
+    return [f"resources/data/{n}" for n in sorted(evaluation_datasets(config["evaluation"]))]
 
 
 def model_resources(wc, key, default):
