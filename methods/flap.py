@@ -11,10 +11,19 @@ from typing import Literal
 
 import torch
 
-from .calibration import Calibration
-from .scores import input_channel_scores
-from .structure import (PruningPlan, Shapes, channels_for_budget, group_scores, keep_global, keep_top,
-                        standardize, uniform_counts, uniform_plan)
+from prunebench.calibration import Calibration
+from prunebench.pruning.scores import input_channel_scores
+from prunebench.pruning.structure import (
+    PruningPlan,
+    Shapes,
+    channels_for_budget,
+    group_scores,
+    keep_global,
+    keep_top,
+    standardize,
+    uniform_counts,
+    uniform_plan,
+)
 
 NEEDS = "activations"
 

@@ -16,8 +16,8 @@ from typing import Literal
 
 import torch
 
-from .calibration import Calibration
-from .structure import PruningPlan, Shapes, keep_top, local_counts, solve_local_ratio
+from prunebench.calibration import Calibration
+from prunebench.pruning.structure import PruningPlan, Shapes, keep_top, local_counts, solve_local_ratio
 
 NEEDS = "tokens"
 
@@ -52,7 +52,8 @@ def prune(model, ratio: float, calib: Calibration, *,
             kept_channels.append(list(range(shapes.intermediate)))
     return PruningPlan.from_units(shapes, kept_units, kept_channels, details={
         "importance": importance, "aggregation": aggregation, "layer_range": [start, end],
-        "channel_ratio": local, "calibration_tokens": list(calib.tokens.shape), "second_order_share": share})
+        "channel_ratio": local, "calibration_tokens": list(calib.tokens.shape), "second_order_share": share,
+        "memory_at_paper_scale": paper_scale_memory(importance)})
 
 
 def default_layer_range(layers: int) -> tuple[int, int]:
@@ -168,6 +169,12 @@ def _reduce(stacked: torch.Tensor, aggregation: str) -> torch.Tensor:
 # LLaMA-7B, the paper's model: what the report's memory estimate is for.
 LLAMA_7B = Shapes(layers=32, hidden=4096, heads=32, kv_heads=32, head_dim=128, intermediate=11008)
 LLAMA_7B_VOCAB = 32000
+
+
+def paper_scale_memory(importance: str) -> dict:
+    """`memory_estimate_gb` on LLaMA-7B with the paper's layer range, for the report's cost notes."""
+    start, end = default_layer_range(LLAMA_7B.layers)
+    return dict(memory_estimate_gb(LLAMA_7B, LLAMA_7B_VOCAB, end - start, importance), model="LLaMA-7B")
 
 
 def memory_estimate_gb(shapes: Shapes, vocab: int, n_pruned_layers: int, importance: str,

@@ -1,9 +1,9 @@
 """Magnitude-sp: the L2 norm of each o_proj/down_proj input column, uniform per layer, no data."""
 from __future__ import annotations
 
-from .calibration import Calibration
-from .scores import input_channel_scores
-from .structure import PruningPlan, Shapes, uniform_counts, uniform_plan
+from prunebench.calibration import Calibration
+from prunebench.pruning.scores import input_channel_scores
+from prunebench.pruning.structure import PruningPlan, Shapes, uniform_counts, uniform_plan
 
 NEEDS = None
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .calibration import Calibration
-from .structure import PruningPlan, Shapes, keep_uniform, uniform_counts
+from prunebench.calibration import Calibration
+from prunebench.pruning.structure import PruningPlan, Shapes, keep_uniform, uniform_counts
 
 NEEDS = None
 

@@ -7,9 +7,9 @@ on the partly pruned model; here every method reads the one dense calibration pa
 """
 from __future__ import annotations
 
-from .calibration import Calibration
-from .scores import input_channel_scores
-from .structure import PruningPlan, Shapes, uniform_counts, uniform_plan
+from prunebench.calibration import Calibration
+from prunebench.pruning.scores import input_channel_scores
+from prunebench.pruning.structure import PruningPlan, Shapes, uniform_counts, uniform_plan
 
 NEEDS = "activations"
 

@@ -8,10 +8,10 @@ import shutil
 import pytest
 import torch
 
-from methods.calibration import CalibrationSpec, calibration_windows
-from methods.data import DATASETS, DataError, install_dataset, perplexity_text
-from methods.perplexity import perplexity, window_starts
-from methods.zeroshot import available_tasks, build_tasks, check_limits, evaluate_zeroshot
+from prunebench.calibration import CalibrationSpec, calibration_windows
+from prunebench.evaluation.perplexity import perplexity, window_starts
+from prunebench.evaluation.zeroshot import available_tasks, build_tasks, check_limits, evaluate_zeroshot
+from prunebench.sources.datasets import DATASETS, DataError, install_dataset, perplexity_text
 
 TASKS = {"boolq": (3270, {2}), "piqa": (1838, {2}), "hellaswag": (10042, {4}), "winogrande": (1267, {2}),
          "arc_easy": (2376, {3, 4, 5}), "arc_challenge": (1172, {3, 4, 5}), "openbookqa": (500, {4})}
@@ -107,7 +107,7 @@ def test_calibration_windows_are_deterministic(tokenizer, data_root, corpus):
     assert CalibrationSpec.from_id(spec.id) == spec
     # the window is real corpus text
     assert tokenizer.decode(a[0, 5:20]).strip() in " ".join(
-        __import__("methods.data", fromlist=["x"]).corpus_documents(corpus, data_root))
+        __import__("prunebench.sources.datasets", fromlist=["x"]).corpus_documents(corpus, data_root))
 
 
 def test_limit_checks():

@@ -6,15 +6,23 @@ import random
 
 import pytest
 import torch
-
 from conftest import tiny_model, tokens
-from methods import Calibration, method_module, prune_model
-from methods.checkpoint import load_pruned, save_pruned
+
+from methods import method_module
 from methods.llm_pruner import default_layer_range, group_importance, slice_importance
-from methods.recovery import (lora_targets, recover, split_examples, tokenize_examples, train_lora,
-                              validation_loss)
-from methods.structure import LayerKeep, PruningPlan, Shapes, local_counts, solve_local_ratio
-from methods.surgery import apply_plan
+from prunebench.calibration import Calibration
+from prunebench.pruning import prune_model
+from prunebench.pruning.checkpoint import load_pruned, save_pruned
+from prunebench.pruning.structure import LayerKeep, PruningPlan, Shapes, local_counts, solve_local_ratio
+from prunebench.pruning.surgery import apply_plan
+from prunebench.recovery.lora import (
+    lora_targets,
+    recover,
+    split_examples,
+    tokenize_examples,
+    train_lora,
+    validation_loss,
+)
 
 
 def logits(model, ids):
@@ -130,7 +138,7 @@ RECOVERY = {"r": 8, "alpha": 16, "dropout": 0.0, "steps": 25, "micro_batch": 4, 
 
 @pytest.fixture(scope="module")
 def alpaca(data_root):
-    from methods.data import alpaca_examples
+    from prunebench.sources.datasets import alpaca_examples
 
     return alpaca_examples(data_root)[:48]
 

@@ -8,14 +8,16 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO, tokens
 
-from conftest import REPO, tiny_model, tokens
-from methods import Calibration, check_params, method_module, prune_model
-from methods.activations import ActivationStats, InputMoments, collect_activation_stats
-from methods.checkpoint import layer_shapes, load_pruned, save_pruned
-from methods.scores import METRICS
-from methods.structure import LayerKeep, PruningPlan, Shapes, uniform_counts
-from methods.surgery import RemovedAttention, apply_plan
+from methods import method_module
+from prunebench.calibration import Calibration
+from prunebench.calibration.activations import ActivationStats, InputMoments, collect_activation_stats
+from prunebench.pruning import check_params, prune_model
+from prunebench.pruning.checkpoint import layer_shapes, load_pruned, save_pruned
+from prunebench.pruning.scores import METRICS
+from prunebench.pruning.structure import LayerKeep, PruningPlan, Shapes, uniform_counts
+from prunebench.pruning.surgery import RemovedAttention, apply_plan
 
 RETRAINING_FREE = ["flap", "wanda_sp", "magnitude_sp", "random_sp"]
 
@@ -219,7 +221,7 @@ def test_save_reload_in_fresh_process_gives_identical_logits(model, module, tmp_
     save_pruned(removed, tokenizer, tmp_path / "ckpt", {"method": module})
     ids = tokens(2, 24, seed=1)
     torch.save(ids, tmp_path / "ids.pt")
-    script = ("import torch, sys; from methods import load_pruned; "
+    script = ("import torch, sys; from prunebench.pruning.checkpoint import load_pruned; "
               "m = load_pruned(sys.argv[1]); ids = torch.load(sys.argv[2], weights_only=True); "
               "torch.save(m(ids).logits.detach(), sys.argv[3])")
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "ckpt"), str(tmp_path / "ids.pt"),
@@ -230,7 +232,7 @@ def test_save_reload_in_fresh_process_gives_identical_logits(model, module, tmp_
 
 
 def test_tampered_or_truncated_checkpoint_is_refused(model, tmp_path, tokenizer):
-    from methods.checkpoint import CheckpointError
+    from prunebench.pruning.checkpoint import CheckpointError
 
     removed, _ = pruned(model, "random_sp", 0.5)
     save_pruned(removed, tokenizer, tmp_path / "ckpt")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, SNAKEMAKE, run_snakemake, tiny_suite_config, write_config
-from methods.data import sha256_file
+
+from prunebench.sources.datasets import sha256_file
 
 PROFILE = ("--profile", "workflow/profiles/default")
 
@@ -192,7 +192,7 @@ def test_damaged_checkpoint_is_refused_by_the_job_that_reads_it(damage, finished
 # --- atomic writes ------------------------------------------------------------------------------
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
-    from methods.io import atomic_path, write_json
+    from prunebench.io import atomic_path, write_json
 
     path = tmp_path / "metrics.json"
     write_json(path, {"ppl": 1.0})
@@ -205,7 +205,8 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
 
 def test_a_failed_checkpoint_save_leaves_the_previous_checkpoint(tmp_path, tokenizer):
     from conftest import tiny_model
-    from methods.checkpoint import save_pruned, verify_checkpoint
+
+    from prunebench.pruning.checkpoint import save_pruned, verify_checkpoint
 
     path = tmp_path / "model"
     save_pruned(tiny_model(), tokenizer, path, {"method": "first"})
@@ -332,7 +333,7 @@ def test_results_hold_no_pickled_weights(finished):
 
 
 def test_model_folder_with_custom_code_is_refused_without_running_it(tmp_path):
-    from methods.models import check_source
+    from prunebench.sources.models import check_source
 
     sentinel = tmp_path / "code-ran"
     model = tmp_path / "custom"
@@ -352,7 +353,7 @@ def test_model_folder_with_custom_code_is_refused_without_running_it(tmp_path):
 def test_pickled_checkpoint_is_refused(tmp_path, tiny_dir):
     import torch
 
-    from methods.checkpoint import CheckpointError, load_pruned
+    from prunebench.pruning.checkpoint import CheckpointError, load_pruned
 
     sentinel = tmp_path / "code-ran"
     folder = tmp_path / "pickled"

@@ -14,13 +14,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from methods.narrative import what_we_see
-from methods.plots import build_figure, figure_names, save
-from methods.protocol import DAGGER, calibration_notes
-from methods.readme import readme
-from methods.report import (TASK_COLUMNS, Results, load_results, method_label, order_rows, setting_label,
-                            summary_row)
-from methods.tables import REFERENCE, Cell, _ranks, build_table, render, table_names
+from prunebench.reporting.narrative import what_we_see
+from prunebench.reporting.plots import build_figure, figure_names, save
+from prunebench.reporting.protocol import DAGGER, calibration_notes
+from prunebench.reporting.readme import readme
+from prunebench.reporting.results import (
+    TASK_COLUMNS,
+    Results,
+    load_results,
+    method_label,
+    order_rows,
+    setting_label,
+    summary_row,
+)
+from prunebench.reporting.tables import REFERENCE, Cell, _ranks, build_table, render, table_names
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
 
@@ -231,7 +238,7 @@ def test_every_table_renders_in_every_format(results, name):
 
 
 def test_markdown_cell_marks():
-    from methods.tables import _md_cell
+    from prunebench.reporting.tables import _md_cell
 
     assert _md_cell(Cell("1.00", "±0.5", True, 1)) == f"**1.00**{DAGGER} ±0.5"
     assert _md_cell(Cell("2.00", "", False, 2)) == "<ins>2.00</ins>"
@@ -313,4 +320,15 @@ def test_cost_table_reads_pruning_and_recovery_records(results):
     flap = next(line for line in lines[group:] if "| FLAP |" in line)
     assert f"| FLAP | {record['wall_s']['prune']:.1f} | {record['peak_memory_mb']:,.0f} | – | – |" in flap
     assert md.count("| tiny-gqa · Ratio = 50% |") == 1 and "w/o tune" not in md
-    assert "element2: 43 GB (fp16 weights 13.5, float32 Fisher 21.0" in md
+    assert "Expected memory" not in md  # no method recorded a paper-scale estimate
+
+
+def test_cost_table_quotes_the_paper_scale_memory_a_prune_job_recorded(results):
+    from methods.llm_pruner import paper_scale_memory
+
+    key = ("tiny-gqa", "flap", 0.5, "none")
+    record = copy.deepcopy(results.metrics[key])
+    record["pruning"]["details"]["memory_at_paper_scale"] = paper_scale_memory("element2")
+    md = render(build_table("cost", Results(results.summary, results.efficiency, {**results.metrics, key: record},
+                                            results.config)), "md")
+    assert "on LLaMA-7B" in md and "FLAP: 43 GB (fp16 weights 13.5, float32 Fisher 21.0" in md

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import run_snakemake, write_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"

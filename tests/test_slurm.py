@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, SNAKEMAKE, run_snakemake, tiny_suite_config, write_config
 
 pytestmark = pytest.mark.skipif(

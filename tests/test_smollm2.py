@@ -7,14 +7,15 @@ import copy
 import pytest
 import torch
 
-from methods import Calibration, load_pruned, method_module, prune_model
-from methods.activations import collect_activation_stats
-from methods.calibration import CalibrationSpec, calibration_windows
-from methods.checkpoint import verify_checkpoint
-from methods.data import perplexity_text
-from methods.models import materialise
-from methods.perplexity import perplexity
-from methods.structure import Shapes
+from methods import method_module
+from prunebench.calibration import Calibration, CalibrationSpec, calibration_windows
+from prunebench.calibration.activations import collect_activation_stats
+from prunebench.evaluation.perplexity import perplexity
+from prunebench.pruning import prune_model
+from prunebench.pruning.checkpoint import load_pruned, verify_checkpoint
+from prunebench.pruning.structure import Shapes
+from prunebench.sources.datasets import perplexity_text
+from prunebench.sources.models import materialise
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import json
 
 import pandas as pd
 import pytest
-
 from conftest import REPO, SNAKEMAKE, run_snakemake
-from methods.report import SUMMARY_COLUMNS
+
+from prunebench.reporting.results import SUMMARY_COLUMNS
 
 
 @pytest.mark.parametrize("config", ["default", "paper"])

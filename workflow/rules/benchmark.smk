@@ -5,15 +5,15 @@
 
 
 def pruned_checkpoints(wc):
-    return {f"{name}/{ratio}": f"results/{wc.model}/{name}/{ratio}/model" for name in METHODS for ratio in RATIOS}
+    return {f"{name}/{ratio}": f"{paths.result_dir(wc.model, name, ratio)}/model" for name in METHODS for ratio in RATIOS}
 
 
 rule efficiency:
     input:
         unpack(pruned_checkpoints),
-        dense=lambda wc: model_dir(wc.model),
+        dense=dense_dir,
     output:
-        "results/{model}/efficiency.csv",
+        paths.EFFICIENCY,
     params:
         settings={k: v for k, v in config["benchmark"].items() if k != "enabled"},
         device=config["device"],

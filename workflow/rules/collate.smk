@@ -9,7 +9,7 @@ rule collate:
     input:
         metrics_targets(),
     output:
-        "results/summary.csv",
+        paths.SUMMARY,
     log:
         "results/logs/collate.log",
     script:

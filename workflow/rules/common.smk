@@ -6,9 +6,10 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from methods import method_module
-from methods.calibration import CalibrationSpec
-from methods.config import ConfigError, calibration_of, check_config, evaluation_datasets, ratio_label, schema_problem
-from methods.data import CORPORA
+from prunebench import paths
+from prunebench.calibration import CalibrationSpec
+from prunebench.config import ConfigError, calibration_of, check_config, evaluation_datasets, ratio_label, schema_problem
+from prunebench.sources.datasets import CORPORA
 
 try:
     validate(config, schema="../schemas/config.schema.yaml")  # also fills in the schema's defaults
@@ -34,24 +35,24 @@ wildcard_constraints:
     dataset="[a-z0-9_]+",
 
 
-def model_dir(model):
-    return f"resources/models/{model}"
+def dense_dir(wc):
+    return paths.model_dir(wc.model)
 
 
 def checkpoint_of(wc):
     """The model a job reads: the dense directory or a pruned checkpoint."""
     if wc.method == "dense":
-        return model_dir(wc.model)
-    return f"results/{wc.model}/{wc.method}/{wc.ratio}/model"
+        return dense_dir(wc)
+    return f"{paths.result_dir(wc.model, wc.method, wc.ratio)}/model"
 
 
-def calibration_dir(model, method):
-    return f"resources/calibration/{model}/{calibration_of(METHODS[method], config['seed']).id}"
+def method_calibration_dir(model, method):
+    return paths.calibration_dir(model, calibration_of(METHODS[method], config["seed"]).id)
 
 
 def eval_data():
     """The data folders the evaluation reads."""
-    return [f"resources/data/{n}" for n in sorted(evaluation_datasets(config["evaluation"]))]
+    return [paths.data_dir(n) for n in sorted(evaluation_datasets(config["evaluation"]))]
 
 
 def model_resources(wc, key, default):
@@ -61,18 +62,18 @@ def model_resources(wc, key, default):
 
 
 def metrics_targets():
-    out = [f"results/{m}/dense/0/metrics.json" for m in MODELS]
+    out = [f"{paths.result_dir(m, 'dense', '0')}/metrics.json" for m in MODELS]
     for model in MODELS:
         for name, method in METHODS.items():
             for ratio in RATIOS:
-                out.append(f"results/{model}/{name}/{ratio}/metrics.json")
+                out.append(f"{paths.result_dir(model, name, ratio)}/metrics.json")
                 if method.get("tune", True):
-                    out.append(f"results/{model}/{name}/{ratio}/lora/metrics.json")
+                    out.append(f"{paths.result_dir(model, name, ratio, 'lora')}/metrics.json")
     return out
 
 
 def all_targets():
-    out = ["results/summary.csv"]
+    out = [paths.SUMMARY]
     if config["benchmark"]["enabled"] and METHODS:
-        out += [f"results/{m}/efficiency.csv" for m in MODELS]
+        out += [paths.efficiency_csv(m) for m in MODELS]
     return out + ["reports/README.md"]  # needs every table and figure (report.smk)

@@ -7,7 +7,7 @@ localrules:
 
 rule data:
     output:
-        directory("resources/data/{dataset}"),
+        directory(paths.DATA),
     params:
         source=config["data_dir"],
     log:
@@ -18,7 +18,7 @@ rule data:
 
 rule model:
     output:
-        directory("resources/models/{model}"),
+        directory(paths.MODEL),
     params:
         source=lambda wc: config["models"][wc.model]["source"],
         dtype=config["dtype"],

@@ -4,9 +4,10 @@
 rule evaluate:
     input:
         model=checkpoint_of,
+        dense=dense_dir,
         data=eval_data(),
     output:
-        "results/{model}/{method}/{ratio}/metrics.json",
+        f"{paths.RESULT}/metrics.json",
     params:
         evaluation=config["evaluation"],
         tune="none",
@@ -29,10 +30,11 @@ rule evaluate:
 # queue, its evaluation being the longest job of the suite.
 use rule evaluate as evaluate_dense with:
     input:
-        model=lambda wc: model_dir(wc.model),
+        model=dense_dir,
+        dense=dense_dir,
         data=eval_data(),
     output:
-        "results/{model}/dense/0/metrics.json",
+        paths.result_dir("{model}", "dense", "0") + "/metrics.json",
     params:
         evaluation=config["evaluation"],
         tune="none",

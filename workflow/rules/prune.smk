@@ -3,10 +3,10 @@
 
 rule calibration_windows:
     input:
-        model=lambda wc: model_dir(wc.model),
-        data=lambda wc: f"resources/data/{CORPORA[CalibrationSpec.from_id(wc.calib).corpus].dataset}",
+        model=dense_dir,
+        data=lambda wc: paths.data_dir(CORPORA[CalibrationSpec.from_id(wc.calib).corpus].dataset),
     output:
-        "resources/calibration/{model}/{calib}/tokens.safetensors",
+        f"{paths.CALIBRATION}/tokens.safetensors",
     priority: 10  # calibration and pruning first: every evaluation waits on them
     log:
         "results/logs/calibration_windows/{model}/{calib}.log",
@@ -16,10 +16,10 @@ rule calibration_windows:
 
 rule activation_stats:
     input:
-        model=lambda wc: model_dir(wc.model),
-        tokens="resources/calibration/{model}/{calib}/tokens.safetensors",
+        model=dense_dir,
+        tokens=f"{paths.CALIBRATION}/tokens.safetensors",
     output:
-        "resources/calibration/{model}/{calib}/activations.safetensors",
+        f"{paths.CALIBRATION}/activations.safetensors",
     params:
         device=config["device"],
     threads: THREADS
@@ -37,10 +37,10 @@ rule activation_stats:
 
 
 def prune_inputs(wc):
-    inputs = {"model": model_dir(wc.model)}
+    inputs = {"model": dense_dir(wc)}
     needs = method_module(METHODS[wc.method]["module"]).NEEDS
     if needs:
-        inputs[needs] = f"{calibration_dir(wc.model, wc.method)}/{needs}.safetensors"
+        inputs[needs] = f"{method_calibration_dir(wc.model, wc.method)}/{needs}.safetensors"
     return inputs
 
 
@@ -48,7 +48,7 @@ rule prune:
     input:
         unpack(prune_inputs),
     output:
-        directory("results/{model}/{method}/{ratio}/model"),
+        directory(f"{paths.RESULT}/model"),
     params:
         method=lambda wc: METHODS[wc.method],
         seed=config["seed"],

@@ -3,10 +3,10 @@
 
 rule recover:
     input:
-        model="results/{model}/{method}/{ratio}/model",
-        data=f"resources/data/{config['recovery']['dataset']}",
+        model=f"{paths.RESULT}/model",
+        data=paths.data_dir(config["recovery"]["dataset"]),
     output:
-        directory("results/{model}/{method}/{ratio}/lora/model"),
+        directory(f"{paths.RESULT}/lora/model"),
     params:
         recovery=config["recovery"],
         seed=config["seed"],
@@ -26,10 +26,11 @@ rule recover:
 
 use rule evaluate as evaluate_tuned with:
     input:
-        model="results/{model}/{method}/{ratio}/lora/model",
+        model=f"{paths.RESULT}/lora/model",
+        dense=dense_dir,
         data=eval_data(),
     output:
-        "results/{model}/{method}/{ratio}/lora/metrics.json",
+        f"{paths.RESULT}/lora/metrics.json",
     params:
         evaluation=config["evaluation"],
         tune="lora",

@@ -1,8 +1,8 @@
 # Reports: paper-style tables (Markdown, LaTeX, HTML), figures (PNG, SVG) and reports/README.md,
 # all from results/. `snakemake --report reports/report.html` then collects the outputs flagged
 # report(...) below, with their captions from workflow/report/.
-from methods.plots import figure_names
-from methods.tables import FORMATS, table_names
+from prunebench.reporting.plots import figure_names
+from prunebench.reporting.tables import FORMATS, REFERENCE, table_names
 
 # Rendering tables and figures takes seconds: not worth a cluster job's queueing.
 localrules:
@@ -23,8 +23,8 @@ REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), ZEROSHOT, BENCHMARKED,
 def report_inputs(wc):
     """What every report job reads: the summary and the metrics.json files it was collated from
     (exactly collate's inputs), and the efficiency measurements."""
-    return {"summary": "results/summary.csv", "metrics": rules.collate.input,
-            "efficiency": [f"results/{m}/efficiency.csv" for m in MODELS] if BENCHMARKED else []}
+    return {"summary": paths.SUMMARY, "metrics": rules.collate.input,
+            "efficiency": [paths.efficiency_csv(m) for m in MODELS] if BENCHMARKED else []}
 
 
 def table_caption(name):
@@ -49,7 +49,7 @@ def figure_output(name, fmt):
 rule report_tables:
     input:
         unpack(report_inputs),
-        reference=os.path.join(workflow.basedir, "methods", "reference.yaml"),
+        reference=str(REFERENCE),
     output:
         [table_output(name, fmt) for name in REPORT_TABLES for fmt in FORMATS],
     log:

@@ -3,10 +3,10 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from common import start_job  # noqa: E402
 
-from methods import load_pruned  # noqa: E402
-from methods.activations import collect_activation_stats  # noqa: E402
-from methods.io import load_tensors  # noqa: E402
-from methods.provenance import Stopwatch, peak_memory_mb  # noqa: E402
+from prunebench.calibration.activations import collect_activation_stats  # noqa: E402
+from prunebench.io import load_tensors  # noqa: E402
+from prunebench.provenance import Stopwatch, peak_memory_mb  # noqa: E402
+from prunebench.pruning.checkpoint import load_pruned  # noqa: E402
 
 sm = snakemake  # noqa: F821
 start_job(sm)

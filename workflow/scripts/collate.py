@@ -3,8 +3,8 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from common import start_job  # noqa: E402
 
-from methods.io import atomic_path  # noqa: E402
-from methods.report import collate  # noqa: E402
+from prunebench.io import atomic_path  # noqa: E402
+from prunebench.reporting.results import collate  # noqa: E402
 
 sm = snakemake  # noqa: F821
 start_job(sm)

@@ -4,10 +4,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def data_root(snakemake) -> Path:
+    """The folder of the verified datasets: the parent of the job's `data` input."""
+    data = snakemake.input.data
+    return Path(data if isinstance(data, str) else data[0]).parent
 
 
 def start_job(snakemake) -> None:

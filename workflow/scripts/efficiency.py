@@ -2,11 +2,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
-from common import start_job  # noqa: E402
 import pandas as pd  # noqa: E402
+from common import start_job  # noqa: E402
 
-from methods.efficiency import compare, measure_checkpoint  # noqa: E402
-from methods.io import atomic_path, read_json  # noqa: E402
+from prunebench.evaluation.efficiency import compare, measure_checkpoint  # noqa: E402
+from prunebench.io import atomic_path, read_json  # noqa: E402
 
 sm = snakemake  # noqa: F821
 start_job(sm)

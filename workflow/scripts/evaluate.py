@@ -1,15 +1,15 @@
 import sys
+from pathlib import Path
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
-from common import start_job  # noqa: E402
+from common import data_root, start_job  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from methods import load_pruned  # noqa: E402
-from methods.checkpoint import verify_checkpoint  # noqa: E402
-from methods.data import DATASETS  # noqa: E402
-from methods.evaluate import evaluate  # noqa: E402
-from methods.io import read_json, write_json  # noqa: E402
-from methods.provenance import Stopwatch, environment, peak_memory_mb  # noqa: E402
+from prunebench.evaluation.evaluate import evaluate  # noqa: E402
+from prunebench.io import read_json, write_json  # noqa: E402
+from prunebench.provenance import Stopwatch, environment, peak_memory_mb  # noqa: E402
+from prunebench.pruning.checkpoint import load_pruned, verify_checkpoint  # noqa: E402
+from prunebench.sources.datasets import DATASETS  # noqa: E402
 
 sm = snakemake  # noqa: F821
 start_job(sm)
@@ -18,8 +18,8 @@ with watch("load"):
     info = verify_checkpoint(sm.input.model)
     model = load_pruned(sm.input.model, device=sm.params.device, verify=False)
     tokenizer = AutoTokenizer.from_pretrained(sm.input.model)
-dense = read_json(f"resources/models/{wc.model}/manifest.json")
-results = evaluate(model, tokenizer, sm.params.evaluation, "resources/data", watch,
+dense = read_json(Path(sm.input.dense) / "manifest.json")
+results = evaluate(model, tokenizer, sm.params.evaluation, data_root(sm), watch,
                    full_perplexity=sm.params.get("full_perplexity", False))
 params = sum(p.numel() for p in model.parameters())
 datasets = sorted({p.split("/")[-1] for p in sm.input.data})

@@ -4,12 +4,15 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from common import start_job  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from methods import Calibration, load_pruned, method_module, prune_model, save_pruned  # noqa: E402
-from methods.activations import ActivationStats  # noqa: E402
-from methods.config import calibration_of  # noqa: E402
-from methods.io import load_tensors, read_json  # noqa: E402
-from methods.provenance import Stopwatch, environment, peak_memory_mb  # noqa: E402
-from methods.structure import Shapes  # noqa: E402
+from methods import method_module  # noqa: E402
+from prunebench.calibration import Calibration  # noqa: E402
+from prunebench.calibration.activations import ActivationStats  # noqa: E402
+from prunebench.config import calibration_of  # noqa: E402
+from prunebench.io import load_tensors, read_json  # noqa: E402
+from prunebench.provenance import Stopwatch, environment, peak_memory_mb  # noqa: E402
+from prunebench.pruning import prune_model  # noqa: E402
+from prunebench.pruning.checkpoint import load_pruned, save_pruned  # noqa: E402
+from prunebench.pruning.structure import Shapes  # noqa: E402
 
 sm = snakemake  # noqa: F821
 start_job(sm)

@@ -4,8 +4,8 @@ from pathlib import Path
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from common import start_job  # noqa: E402
 
-from methods.plots import build_figure, save  # noqa: E402
-from methods.report import load_results  # noqa: E402
+from prunebench.reporting.plots import build_figure, save  # noqa: E402
+from prunebench.reporting.results import load_results  # noqa: E402
 
 sm = snakemake  # noqa: F821
 start_job(sm)

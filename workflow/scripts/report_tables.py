@@ -4,9 +4,9 @@ from pathlib import Path
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from common import start_job  # noqa: E402
 
-from methods.io import atomic_path  # noqa: E402
-from methods.report import load_results  # noqa: E402
-from methods.tables import build_table, render  # noqa: E402
+from prunebench.io import atomic_path  # noqa: E402
+from prunebench.reporting.results import load_results  # noqa: E402
+from prunebench.reporting.tables import build_table, render  # noqa: E402
 
 sm = snakemake  # noqa: F821
 start_job(sm)

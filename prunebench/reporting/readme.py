@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .io import atomic_path
+from ..io import atomic_path
 from .narrative import what_we_see
-from .report import Results, method_label
+from .results import Results, method_label
 
 __all__ = ["readme", "write_readme"]
 

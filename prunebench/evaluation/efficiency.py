@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
-from .checkpoint import layer_shapes, load_pruned
-from .provenance import peak_memory_mb
+from ..provenance import peak_memory_mb
+from ..pruning.checkpoint import layer_shapes, load_pruned
+from ..sources.models import head_dim_of
 
 __all__ = ["flops_per_token", "measure", "measure_checkpoint", "compare"]
 
@@ -23,7 +24,7 @@ def flops_per_token(model, context: int = 128) -> int:
     """Multiply-adds x 2 of one token's forward pass at `context` tokens of attention:
     every projection and the LM head, plus QK^T and AV over the context."""
     config = model.config
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    head_dim = head_dim_of(config)
     hidden = config.hidden_size
     total = 2 * hidden * config.vocab_size  # LM head
     for shape in layer_shapes(model):
@@ -82,7 +83,7 @@ def compare(row: dict[str, Any], dense: dict[str, Any]) -> dict[str, Any]:
 
 def measure_checkpoint(path: str, threads: int, device: str = "cpu", **settings) -> dict[str, Any]:
     """`measure` in a fresh process, so that its peak memory is this model's alone."""
-    cmd = [sys.executable, "-m", "methods.efficiency", str(path), "--threads", str(threads), "--device", device,
+    cmd = [sys.executable, "-m", "prunebench.evaluation.efficiency", str(path), "--threads", str(threads), "--device", device,
            "--settings", json.dumps(settings)]
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .activations import ActivationStats
+from ..calibration.activations import ActivationStats
+from ..sources.models import head_dim_of
 from .structure import LayerKeep, PruningPlan
 
 __all__ = ["RemovedAttention", "apply_plan", "resize_layer"]
@@ -141,8 +142,7 @@ def apply_plan(model, plan: PruningPlan, stats: ActivationStats | None = None, m
     """Apply `plan` in place (removal, or masking with `mask=True`) and return the model."""
     if plan.compensate and stats is None:
         raise ValueError("bias compensation needs the activation statistics (their means)")
-    head_dim = model.config.head_dim if getattr(model.config, "head_dim", None) else \
-        model.config.hidden_size // model.config.num_attention_heads
+    head_dim = head_dim_of(model.config)
     for i, (layer, keep) in enumerate(zip(model.model.layers, plan.layers)):
         attn_mean = stats.mean["attn"][i] if plan.compensate else None
         mlp_mean = stats.mean["mlp"][i] if plan.compensate else None

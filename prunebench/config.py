@@ -7,11 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import check_params, check_ratio, method_module
+from methods import method_module
+
 from .calibration import CalibrationSpec
-from .data import CORPORA, PERPLEXITY, DataError, verify_dataset
-from .models import check_source
-from .zeroshot import available_tasks, check_limits, task_config
+from .evaluation.zeroshot import available_tasks, check_limits, task_config
+from .pruning import check_params, check_ratio
+from .sources.datasets import CORPORA, PERPLEXITY, DataError, verify_dataset
+from .sources.models import check_source
 
 __all__ = ["ConfigError", "check_config", "schema_problem", "datasets_needed", "evaluation_datasets",
            "task_dataset", "calibration_of", "ratio_label"]

@@ -14,12 +14,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from ..io import atomic_path  # noqa: E402
 from .protocol import DAGGER  # noqa: E402
-from .report import DATASET_LABELS, METHOD_ORDER, Results, method_label  # noqa: E402
+from .results import DATASET_LABELS, METHOD_ORDER, Results, method_label  # noqa: E402
 
 __all__ = ["FIGURES", "figure_names", "build_figure", "save"]
 

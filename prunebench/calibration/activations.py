@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from .io import load_tensors, save_tensors
+from ..io import load_tensors, save_tensors
 
 __all__ = ["InputMoments", "ActivationStats", "collect_activation_stats"]
 

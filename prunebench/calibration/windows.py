@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..sources.datasets import CORPORA, corpus_documents
 from .activations import ActivationStats
-from .data import CORPORA, corpus_documents
 
 __all__ = ["CalibrationSpec", "Calibration", "calibration_windows"]
 

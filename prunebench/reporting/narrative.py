@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .protocol import DAGGER
-from .report import DATASET_LABELS, PPL_COLUMNS, Results, method_label, setting_label
+from .results import DATASET_LABELS, PPL_COLUMNS, Results, method_label, setting_label
 
 __all__ = ["what_we_see"]
 

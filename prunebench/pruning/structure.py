@@ -27,7 +27,7 @@ class Shapes:
 
     @classmethod
     def of(cls, model) -> "Shapes":
-        from .models import architecture
+        from ..sources.models import architecture
 
         arch = architecture(model.config)
         return cls(**{k: arch[k] for k in ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate")})

@@ -5,15 +5,15 @@ directory (one without `pruning.json`) loads through the same call. No pickle an
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file
 
-from .data import sha256_file
-from .io import read_json, write_json
+from ..io import atomic_dir, read_json, write_json
+from ..sources.datasets import sha256_file
+from ..sources.models import head_dim_of
 
 __all__ = ["CheckpointError", "layer_shapes", "save_pruned", "load_pruned", "verify_checkpoint"]
 
@@ -26,7 +26,7 @@ class CheckpointError(RuntimeError):
 
 
 def layer_shapes(model) -> list[dict[str, Any]]:
-    head_dim = _head_dim(model.config)
+    head_dim = head_dim_of(model.config)
     shapes = []
     for layer in model.model.layers:
         attn, mlp = layer.self_attn, layer.mlp
@@ -41,21 +41,13 @@ def layer_shapes(model) -> list[dict[str, Any]]:
     return shapes
 
 
-def _head_dim(config) -> int:
-    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-
-
 def save_pruned(model, tokenizer, path: str | os.PathLike, info: dict[str, Any] | None = None) -> None:
     """Write the checkpoint into a temporary folder and rename it: `path` is complete or absent."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    files = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.safetensors"))}
-    write_json(tmp / INFO, {"format": FORMAT, "layers": layer_shapes(model), "files": files, **(info or {})})
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        files = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.safetensors"))}
+        write_json(tmp / INFO, {"format": FORMAT, "layers": layer_shapes(model), "files": files, **(info or {})})
 
 
 def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -98,7 +90,7 @@ def load_pruned(path: str | os.PathLike, device: str | torch.device = "cpu", ver
     config = AutoConfig.from_pretrained(path)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    head_dim = _head_dim(config)
+    head_dim = head_dim_of(config)
     for i, (layer, shape) in enumerate(zip(model.model.layers, info["layers"])):
         resize_layer(layer, i, shape, head_dim)
     state = {}

@@ -4,8 +4,8 @@ BOS, the metric per task, data sha256, recovery and benchmark settings.
 """
 from __future__ import annotations
 
-from .report import COLUMN_LABELS, DATASET_LABELS, Results, method_label
-from .zeroshot import task_config
+from ..evaluation.zeroshot import task_config
+from .results import COLUMN_LABELS, DATASET_LABELS, Results, method_label
 
 __all__ = ["DAGGER", "perplexity_notes", "full_perplexity_notes", "zeroshot_notes", "calibration_notes", "recovery_notes", "data_note",
            "efficiency_notes"]

@@ -11,8 +11,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from .io import read_json
-from .zeroshot import task_config
+from ..evaluation.zeroshot import task_config
+from ..io import read_json
 
 __all__ = ["SUMMARY_COLUMNS", "PPL_COLUMNS", "TASK_COLUMNS", "COLUMN_LABELS", "summary_row", "collate", "Results",
            "load_results", "order_rows", "method_label", "setting_label", "row_key"]

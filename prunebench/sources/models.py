@@ -11,13 +11,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .data import sha256_file
+from ..io import atomic_dir
+from .datasets import sha256_file
 
 __all__ = ["SourceError", "BUILTIN", "parse_source", "check_source", "check_llama_like",
            "materialise", "architecture"]
@@ -119,6 +119,12 @@ def _dequantized_copy(model):
     return clean.to(model.dtype)
 
 
+def head_dim_of(config) -> int:
+    """Channels per attention head: the config's `head_dim` where it has one (Gemma's differs from
+    hidden / heads), else hidden / heads."""
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
 def architecture(config) -> dict[str, int]:
     """The shapes everything else reads (never LLaMA-7B constants)."""
     heads = config.num_attention_heads
@@ -127,7 +133,7 @@ def architecture(config) -> dict[str, int]:
         "hidden": config.hidden_size,
         "heads": heads,
         "kv_heads": getattr(config, "num_key_value_heads", None) or heads,
-        "head_dim": getattr(config, "head_dim", None) or config.hidden_size // heads,
+        "head_dim": head_dim_of(config),
         "intermediate": config.intermediate_size,
         "vocab": config.vocab_size,
     }
@@ -141,19 +147,15 @@ def materialise(source: str, dest: str | os.PathLike, dtype: str = "float32") ->
     check_source(source)
     model, tokenizer = _load(source, getattr(torch, dtype))
     check_llama_like(model, source)
-    dest = Path(dest)
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    manifest = {
-        "source": source,
-        "dtype": dtype,
-        "architecture": architecture(model.config),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "files": {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()},
-    }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    with atomic_dir(dest) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        manifest = {
+            "source": source,
+            "dtype": dtype,
+            "architecture": architecture(model.config),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "files": {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from .data import PERPLEXITY, perplexity_text
+from ..provenance import Stopwatch
+from ..sources.datasets import PERPLEXITY, perplexity_text
 from .perplexity import perplexity
-from .provenance import Stopwatch
 from .zeroshot import evaluate_zeroshot
 
 __all__ = ["evaluate", "raw_forward_throughput", "zeroshot_average"]

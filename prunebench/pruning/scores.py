@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .activations import ActivationStats
+from ..calibration.activations import ActivationStats
 
 __all__ = ["METRICS", "input_channel_scores"]
 

@@ -15,6 +15,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..io import atomic_dir
+
 __all__ = ["DATASETS", "CORPORA", "PERPLEXITY", "DataError", "sha256_file", "verify_dataset", "install_dataset",
            "perplexity_text", "corpus_documents", "alpaca_examples"]
 
@@ -117,15 +119,11 @@ def install_dataset(name: str, source_root: str | os.PathLike, dest: str | os.Pa
     folder, then rename), so a failed or killed run never leaves a half-verified dataset behind.
     """
     verify_dataset(name, source_root)
-    src, dest = Path(source_root) / name, Path(dest)
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for file in DATASETS[name].files:
-        shutil.copyfile(src / file, tmp / file)
-    _PREPARE.get(name, lambda d: None)(tmp)
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    src = Path(source_root) / name
+    with atomic_dir(dest) as tmp:
+        for file in DATASETS[name].files:
+            shutil.copyfile(src / file, tmp / file)
+        _PREPARE.get(name, lambda d: None)(tmp)
     return dict(DATASETS[name].files)
 
 

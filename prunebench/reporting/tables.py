@@ -13,10 +13,17 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .protocol import (DAGGER, calibration_notes, data_note, efficiency_notes, full_perplexity_notes,
-                       perplexity_notes, recovery_notes, zeroshot_notes)
-from .report import (COLUMN_LABELS, DATASET_LABELS, PPL_COLUMNS, Results, method_label, order_rows,
-                     setting_label)
+from .protocol import (
+    DAGGER,
+    calibration_notes,
+    data_note,
+    efficiency_notes,
+    full_perplexity_notes,
+    perplexity_notes,
+    recovery_notes,
+    zeroshot_notes,
+)
+from .results import COLUMN_LABELS, DATASET_LABELS, PPL_COLUMNS, Results, method_label, order_rows, setting_label
 
 __all__ = ["Cell", "Table", "FORMATS", "render", "table_names", "build_table", "dense_table", "cost_table", "REFERENCE"]
 
@@ -157,24 +164,27 @@ def cost_table(results: Results) -> Table:
         groups.append((group, body))
     notes = ["Wall time of the job's step on this machine (model loading excluded; FLAP's and Wanda-sp's "
              "activation statistics are a separate, shared job) and the job process's peak RSS, which "
-             "includes the libraries (about 0.5 GB). Recovery: LoRA with the settings of the main table's notes.",
-             llm_pruner_memory_note()]
+             "includes the libraries (about 0.5 GB). Recovery: LoRA with the settings of the main table's notes."]
+    notes += paper_scale_memory_note(results)
     columns = ["Prune (s)", "Prune peak memory (MB)", "Recover (s)", "Recover peak memory (MB)"]
     return Table("Pruning and recovery cost", columns, groups, notes)
 
 
-def llm_pruner_memory_note() -> str:
-    """LLM-Pruner's importance needs gradients: what that takes at the paper's scale."""
-    from .llm_pruner import LLAMA_7B, LLAMA_7B_VOCAB, default_layer_range, memory_estimate_gb
-
-    start, end = default_layer_range(LLAMA_7B.layers)
-    parts = []
-    for importance in ("element1", "element2"):
-        est = memory_estimate_gb(LLAMA_7B, LLAMA_7B_VOCAB, end - start, importance)
-        parts.append(f"{importance}: {est['total']:.0f} GB (fp16 weights {est['weights']:.1f}, float32 Fisher "
-                     f"{est['fisher']:.1f}, activations for backward {est['activations']:.1f})")
-    return ("LLM-Pruner on LLaMA-7B (estimate, 10×64 calibration tokens; gradients are consumed as they "
-            f"arrive, so at most one layer's are held): {'; '.join(parts)}. Vector needs as much as element1.")
+def paper_scale_memory_note(results: Results) -> list[str]:
+    """What gradient-based importance would take at the paper's scale, as each method's prune job
+    estimated it (`details.memory_at_paper_scale`): LLM-Pruner on LLaMA-7B, say."""
+    estimates = {}
+    for (_, method, _, _), m in results.metrics.items():
+        est = (m.get("pruning") or {}).get("details", {}).get("memory_at_paper_scale")
+        if est:
+            estimates.setdefault(method, est)
+    if not estimates:
+        return []
+    parts = [f"{method_label(method)}: {e['total']:.0f} GB (fp16 weights {e['weights']:.1f}, float32 Fisher "
+             f"{e['fisher']:.1f}, activations for backward {e['activations']:.1f})" for method, e in estimates.items()]
+    model = next(iter(estimates.values()))["model"]
+    return [f"Expected memory of the importance computation on {model} (estimate, the paper's calibration tokens; "
+            f"gradients are consumed as they arrive, so at most one layer's are held): {'; '.join(parts)}."]
 
 
 def _human(n: float) -> str:

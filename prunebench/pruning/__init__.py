@@ -1,0 +1,72 @@
+"""Pruning core: the method interface, per-channel scores, the choice of structure, model surgery
+and pruned checkpoints. Takes a method module as an argument; never imports one by name.
+
+A method is a module with `NEEDS` ("activations", "tokens" or None) and one entry point
+
+    prune(model, ratio, calib: Calibration, **params) -> PruningPlan
+
+that scores units and chooses the structure; `prune_model` then removes them for every method alike.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import typing
+from types import ModuleType
+from typing import Any
+
+from ..calibration import Calibration
+from .structure import PruningPlan
+from .surgery import apply_plan
+
+__all__ = ["NEEDS_VALUES", "is_method", "check_ratio", "check_params", "prune_model"]
+
+NEEDS_VALUES = ("activations", "tokens", None)
+
+
+def is_method(module: ModuleType) -> bool:
+    """Whether `module` implements the method interface (a `prune` function and `NEEDS`)."""
+    return callable(getattr(module, "prune", None)) and getattr(module, "NEEDS", "") in NEEDS_VALUES
+
+
+def check_ratio(ratio: Any) -> float:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise ValueError(f"pruning ratio {ratio!r} is not allowed: it must be a number in [0, 1) "
+                         "(the fraction of attention+MLP parameters removed)")
+    return float(ratio)
+
+
+def _name(module: ModuleType) -> str:
+    return module.__name__.split(".")[-1]
+
+
+def check_params(module: ModuleType, params: dict[str, Any]) -> None:
+    """Reject unknown or misspelled parameters and values outside a Literal's choices."""
+    signature = inspect.signature(module.prune)
+    allowed = {n: p for n, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY}
+    hints = typing.get_type_hints(module.prune)
+    for key, value in params.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"method {_name(module)!r} has no parameter {key!r}{hint}; "
+                             f"allowed: {', '.join(allowed) or 'none'}")
+        choices = _literal_choices(hints.get(key))
+        if choices and value not in choices:
+            raise ValueError(f"parameter {key}={value!r} of method {_name(module)!r} "
+                             f"is not allowed; choose one of {list(choices)}")
+
+
+def _literal_choices(hint) -> tuple:
+    if typing.get_origin(hint) is typing.Literal:
+        return typing.get_args(hint)
+    return ()
+
+
+def prune_model(model, module: ModuleType, ratio: float, calib: Calibration, params: dict[str, Any],
+                mask: bool = False) -> PruningPlan:
+    """Score, choose the structure, remove (or mask): the model is changed in place."""
+    check_params(module, params)
+    plan = module.prune(model, check_ratio(ratio), calib, **params)
+    apply_plan(model, plan, calib.activations, mask=mask)
+    return plan
