@@ -147,6 +147,46 @@ def test_layer_without_heads_runs_and_generates(model):
     assert torch.equal(out, ref)
 
 
+def _skipping(model, skipped: list[int]):
+    """The dense model whose layers `skipped` return their input (forward hooks, no surgery)."""
+    skipping = copy.deepcopy(model)
+    for i in skipped:
+        skipping.model.layers[i].register_forward_hook(lambda _mod, args, _out: args[0])
+    return skipping
+
+
+def test_removed_layers_are_gone_and_equal_skipping_them(model, tmp_path, tokenizer):
+    shapes = Shapes.of(model)  # 3 layers
+    plan = PruningPlan.without_layers(shapes, [0, 2])
+    assert plan.summary(shapes)["removed_fraction"] == pytest.approx(2 / 3, abs=1e-12)
+    assert plan.summary(shapes)["kept_heads"] == [0, shapes.heads, 0]
+    removed, masked = copy.deepcopy(model), copy.deepcopy(model)
+    apply_plan(removed, plan)
+    apply_plan(masked, plan, mask=True)
+    assert len(removed.model.layers) == removed.config.num_hidden_layers == 1
+    assert removed.model.layers[0].self_attn.layer_idx == 0  # renumbered for the KV cache
+    reference = logits(_skipping(model, [0, 2]))
+    assert torch.equal(logits(removed), reference)
+    assert torch.equal(logits(masked), reference)
+    save_pruned(removed, tokenizer, tmp_path / "ckpt")
+    reloaded = load_pruned(tmp_path / "ckpt")
+    assert reloaded.config.num_hidden_layers == 1 and torch.equal(logits(reloaded), reference)
+    prompt = tokens(1, 6, seed=3)  # generation with a KV cache over the renumbered layers
+    with torch.no_grad():
+        out = reloaded.generate(prompt, max_new_tokens=5, do_sample=False, use_cache=True)
+        ref = prompt
+        for _ in range(5):
+            ref = torch.cat([ref, masked(ref, use_cache=False).logits[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("removed, message", [([3], "distinct indices in 0..2"), ([1, 1], "distinct"),
+                                              ([0, 1, 2], "at least one must remain")])
+def test_impossible_layer_removals_are_refused(model, removed, message):
+    with pytest.raises(ValueError, match=message):
+        PruningPlan.without_layers(Shapes.of(model), removed)
+
+
 # --- structures ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("ratio", [0.2, 0.5])

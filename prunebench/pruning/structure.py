@@ -65,9 +65,22 @@ class LayerKeep:
 
 @dataclass
 class PruningPlan:
+    """Per original decoder layer what it keeps; `removed_layers` (original indices) are removed
+    whole (depth pruning), their `layers` entries are then ignored."""
+
     layers: list[LayerKeep]
     compensate: bool = False  # add W[:, removed] @ mean[removed] to the output bias (FLAP)
     details: dict[str, Any] = field(default_factory=dict)
+    removed_layers: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.layers)
+        if sorted(set(self.removed_layers)) != sorted(self.removed_layers) or not all(
+                0 <= i < n for i in self.removed_layers):
+            raise ValueError(f"removed_layers {self.removed_layers} must be distinct indices in 0..{n - 1}")
+        if len(self.removed_layers) == n:
+            raise ValueError(f"removing all {n} decoder layers leaves no model; at least one must remain")
+        self.removed_layers = sorted(self.removed_layers)
 
     @classmethod
     def from_units(cls, shapes: Shapes, kept_units: list[list[int]], kept_channels: list[list[int]],
@@ -77,15 +90,27 @@ class PruningPlan:
                   for units, channels in zip(kept_units, kept_channels)]
         return cls(layers, **kwargs)
 
+    @classmethod
+    def without_layers(cls, shapes: Shapes, removed: list[int], **kwargs) -> "PruningPlan":
+        """Depth pruning: the decoder layers `removed` go whole, every other layer stays dense."""
+        return cls.from_units(shapes, [list(range(shapes.kv_heads))] * shapes.layers,
+                              [list(range(shapes.intermediate))] * shapes.layers, removed_layers=list(removed),
+                              **kwargs)
+
     def kept_params(self, shapes: Shapes) -> int:
         return sum(len(k.kv_heads) * shapes.unit_cost + len(k.channels) * shapes.channel_cost
-                   for k in self.layers)
+                   for i, k in enumerate(self.layers) if i not in self.removed_layers)
 
     def summary(self, shapes: Shapes) -> dict[str, Any]:
+        """Per original layer the kept units (0 for a removed layer), and the real fraction removed."""
+        def per_layer(count) -> list[int]:
+            return [0 if i in self.removed_layers else count(k) for i, k in enumerate(self.layers)]
+
         return {
-            "kept_kv_heads": [len(k.kv_heads) for k in self.layers],
-            "kept_heads": [len(k.q_heads) for k in self.layers],
-            "kept_channels": [len(k.channels) for k in self.layers],
+            "kept_kv_heads": per_layer(lambda k: len(k.kv_heads)),
+            "kept_heads": per_layer(lambda k: len(k.q_heads)),
+            "kept_channels": per_layer(lambda k: len(k.channels)),
+            "removed_layers": list(self.removed_layers),
             "prunable_params": shapes.prunable_params,
             "removed_fraction": 1 - self.kept_params(shapes) / shapes.prunable_params,
         }

@@ -137,6 +137,30 @@ def _prune_mlp(mlp: nn.Module, keep: LayerKeep, mean: torch.Tensor | None, mask:
     mlp.down_proj = _slice_linear(mlp.down_proj, cols=kept, bias=bias)
 
 
+def _mask_layer(layer: nn.Module) -> None:
+    """A decoder layer that adds nothing to the residual stream: its output projections (and their
+    biases) are zero, so it passes its input through unchanged, as if it were removed."""
+    for linear in (layer.self_attn.o_proj, layer.mlp.down_proj):
+        linear.weight.zero_()
+        if linear.bias is not None:
+            linear.bias.zero_()
+
+
+def _remove_layers(model, removed: list[int]) -> None:
+    """Drop whole decoder layers and renumber the rest, so that the KV cache, the per-layer
+    attention types (sliding windows) and the config describe the layers that remain."""
+    config = model.config
+    kept = [i for i in range(len(model.model.layers)) if i not in removed]
+    model.model.layers = nn.ModuleList(model.model.layers[i] for i in kept)
+    for new_index, layer in enumerate(model.model.layers):
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    if getattr(config, "layer_types", None):
+        config.layer_types = [config.layer_types[i] for i in kept]
+    config.num_hidden_layers = len(kept)
+
+
 @torch.no_grad()
 def apply_plan(model, plan: PruningPlan, stats: ActivationStats | None = None, mask: bool = False):
     """Apply `plan` in place (removal, or masking with `mask=True`) and return the model."""
@@ -144,10 +168,16 @@ def apply_plan(model, plan: PruningPlan, stats: ActivationStats | None = None, m
         raise ValueError("bias compensation needs the activation statistics (their means)")
     head_dim = head_dim_of(model.config)
     for i, (layer, keep) in enumerate(zip(model.model.layers, plan.layers)):
+        if i in plan.removed_layers:
+            if mask:
+                _mask_layer(layer)
+            continue
         attn_mean = stats.mean["attn"][i] if plan.compensate else None
         mlp_mean = stats.mean["mlp"][i] if plan.compensate else None
         _prune_attention(layer, i, keep, head_dim, attn_mean, mask)
         _prune_mlp(layer.mlp, keep, mlp_mean, mask)
+    if plan.removed_layers and not mask:
+        _remove_layers(model, plan.removed_layers)
     return model
 
 
