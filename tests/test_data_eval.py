@@ -60,8 +60,10 @@ def test_wikitext2_and_ptb_texts_follow_the_papers(data_root):
     raw = (data_root / "wikitext2" / "wiki.test.raw").read_text()
     assert wiki.count("\n\n") >= 4357  # 4358 HF rows joined by "\n\n"
     assert wiki.replace("\n", "").replace(" ", "") == raw.replace("\n", "").replace(" ", "")
-    ptb = perplexity_text("ptb", data_root)
-    assert len(ptb.split("\n\n")) == 3761 and not ptb.startswith(" ")
+    ptb = perplexity_text("ptb", data_root)  # the validation split, as both references evaluate
+    raw = (data_root / "ptb" / "ptb.valid.txt").read_text().splitlines()
+    assert ptb.split("\n\n") == [line.strip() for line in raw] and len(raw) == 3370  # SOURCES.md
+    assert len(perplexity_text("ptb_test", data_root).split("\n\n")) == 3761
 
 
 def test_windows_are_non_overlapping_and_cover_the_text():

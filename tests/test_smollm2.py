@@ -47,9 +47,13 @@ def test_dense_perplexity_on_real_text(smollm2, wiki_ids, data_root):
     ids, tokenizer = wiki_ids
     model = load_pruned(smollm2[0])
     assert ids.numel() == 304_986  # WikiText-2 test as the HF rows joined with "\n\n"
+    # Regression values (this test's own measurement on 8 of the windows, recorded when it was
+    # written; no published number exists for SmolLM2 at 128-token windows): a change means the
+    # model, the text or the protocol changed.
     assert perplexity(model, ids, 128, 8, max_windows=8)["ppl"] == pytest.approx(54.0642, rel=1e-3)
     ptb = tokenizer(perplexity_text("ptb", data_root), return_tensors="pt")["input_ids"][0]
-    assert perplexity(model, ptb, 128, 8, max_windows=8)["ppl"] == pytest.approx(104.957, rel=1e-3)
+    assert ptb.numel() == 93_459  # the validation split, 730 windows of 128
+    assert perplexity(model, ptb, 128, 8, max_windows=8)["ppl"] == pytest.approx(132.405, rel=1e-3)
 
 
 def test_flap_on_smollm2_removes_equals_masks_and_beats_random(smollm2, wiki_ids, data_root):

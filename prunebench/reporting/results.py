@@ -17,14 +17,14 @@ from ..io import read_json
 __all__ = ["SUMMARY_COLUMNS", "PPL_COLUMNS", "TASK_COLUMNS", "COLUMN_LABELS", "summary_row", "collate", "Results",
            "load_results", "order_rows", "method_label", "setting_label", "row_key"]
 
-PPL_COLUMNS = ["wikitext2", "ptb"]
+PPL_COLUMNS = ["wikitext2", "ptb", "ptb_test"]  # "ptb": the validation split, as both references
 TASK_COLUMNS = ["boolq", "piqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"]
 SUMMARY_COLUMNS = ["model", "method", "ratio", "tune", "params", "params_kept", *PPL_COLUMNS, *TASK_COLUMNS,
                    "average"]
-COLUMN_LABELS = {"wikitext2": "WikiText2↓", "ptb": "PTB↓", "boolq": "BoolQ", "piqa": "PIQA",
+COLUMN_LABELS = {"wikitext2": "WikiText2↓", "ptb": "PTB↓", "ptb_test": "PTB test↓", "boolq": "BoolQ", "piqa": "PIQA",
                  "hellaswag": "HellaSwag", "winogrande": "WinoGrande", "arc_e": "ARC-e", "arc_c": "ARC-c",
                  "obqa": "OBQA", "average": "Average"}
-DATASET_LABELS = {"wikitext2": "WikiText-2", "ptb": "PTB"}
+DATASET_LABELS = {"wikitext2": "WikiText-2", "ptb": "PTB", "ptb_test": "PTB test"}
 
 # Rows read from baselines to the papers' methods, dense first; unknown methods follow by name.
 METHOD_ORDER = ["dense", "random", "magnitude-sp", "wanda-sp", "llm-pruner-channel", "llm-pruner-vector",

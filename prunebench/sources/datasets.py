@@ -78,10 +78,14 @@ CORPORA: dict[str, Corpus] = {
                          "BookCorpus, 10000 consecutive sentences"),
 }
 
-# Perplexity sets: dataset, file, and how the papers' code joins the split into one text.
+# Perplexity sets: dataset, file, and how the papers' code joins the split into one text. "ptb" is
+# the validation split: both references load `ptb_text_only` with split='validation' and report it
+# as "PTB" (LLM-Pruner ppl_dataset.py, FLAP lib/data.py); the test split is the set "ptb_test".
 PERPLEXITY: dict[str, tuple[str, str, str]] = {
     "wikitext2": ("wikitext2", "wiki.test.raw", "WikiText-2 raw test, HF rows joined with \\n\\n"),
-    "ptb": ("ptb", "ptb.test.txt", "PTB test, stripped sentences joined with \\n\\n"),
+    "ptb": ("ptb", "ptb.valid.txt", "PTB validation (the split both references report as PTB), stripped sentences "
+            "joined with \\n\\n"),
+    "ptb_test": ("ptb", "ptb.test.txt", "PTB test, stripped sentences joined with \\n\\n"),
 }
 
 
@@ -169,7 +173,7 @@ def perplexity_text(name: str, data_root: str | os.PathLike) -> str:
     _check_name(name, PERPLEXITY, "perplexity dataset")
     dataset, file, _ = PERPLEXITY[name]
     raw = (Path(data_root) / dataset / file).read_text(encoding="utf-8")
-    if name == "wikitext2":
+    if dataset == "wikitext2":
         # HF `wikitext-2-raw-v1` rows: each raw line plus "\n", blank lines as "" (SOURCES.md §1).
         rows = [line + "\n" if line.strip() else "" for line in raw.split("\n")[:-1]]
     else:
