@@ -7,6 +7,7 @@ channels' mean contribution to the output bias so that the expected output is un
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -16,7 +17,6 @@ from prunebench.pruning.scores import input_channel_scores
 from prunebench.pruning.structure import (
     PruningPlan,
     Shapes,
-    channels_for_budget,
     group_scores,
     keep_global,
     keep_top,
@@ -37,30 +37,38 @@ def prune(model, ratio: float, calib: Calibration, *,
           compensate: bool = True) -> PruningPlan:
     """`attention_metric="reference"` squares the o_proj metric once more before standardizing, as
     FLAP's code does (unlike the paper's formula, `"paper"`). `remove_heads` (KV groups in the
-    whole model) fixes the attention budget of UL-MM/AL-MM; default int(ratio * all groups).
-    `match_params` (UL-UM) solves the channel count for the parameter budget, see uniform_counts."""
+    whole model) fixes the attention budget of UL-MM/AL-MM, default int(ratio * all groups); their
+    MLP channels take the rest of the budget (`mlp_channels_removed`). `match_params` (UL-UM) solves
+    the channel count for the parameter budget, see uniform_counts. UL-* rank each layer's raw
+    scores (a KV group: the sum over its channels), AL-* the per-layer z-scores (a group: their mean)."""
     shapes = Shapes.of(model)
     attn, mlp = input_channel_scores(model, metric, calib.activations)
     if attention_metric == "reference":
         attn = [a ** 2 for a in attn]
     details = {"metric": metric, "structure": structure, "attention_metric": attention_metric}
     heads_removed = int(ratio * shapes.layers * shapes.kv_heads) if remove_heads is None else remove_heads
-    unit_z = [group_scores(standardize(a), shapes, "mean") for a in attn]
-    mlp_z = [standardize(m) for m in mlp]
-    if structure == "AL-AM":
-        units, channels = keep_global(unit_z, mlp_z, shapes, 1 - ratio)
-    elif structure == "AL-MM":
-        channels_removed = shapes.layers * channels_for_budget(shapes, ratio, 0) - round(
-            heads_removed * shapes.unit_cost / shapes.channel_cost)
-        units = _per_layer(keep_top(torch.cat(unit_z), heads_removed), shapes.kv_heads, shapes.layers)
-        channels = _per_layer(keep_top(torch.cat(mlp_z), max(channels_removed, 0)), shapes.intermediate,
-                              shapes.layers)
-    else:
+    if structure in ("UL-UM", "UL-MM"):  # per layer, on the raw scores (the reference standardizes only for AL-*)
         per_layer = heads_removed // shapes.layers
         counts = (uniform_counts(shapes, ratio, match_params) if structure == "UL-UM"
-                  else (per_layer, channels_for_budget(shapes, ratio, per_layer)))
+                  else (per_layer, mlp_channels_removed(shapes, ratio, per_layer, 1)))
         return uniform_plan(shapes, attn, mlp, counts, compensate=compensate, details=details)
+    unit_z = [group_scores(standardize(a, f"layer {i} attention scores"), shapes, "mean") for i, a in enumerate(attn)]
+    mlp_z = [standardize(m, f"layer {i} MLP scores") for i, m in enumerate(mlp)]
+    if structure == "AL-AM":
+        units, channels = keep_global(unit_z, mlp_z, shapes, 1 - ratio)
+    else:
+        channels_removed = mlp_channels_removed(shapes, ratio, heads_removed, shapes.layers)
+        units = _per_layer(keep_top(torch.cat(unit_z), heads_removed), shapes.kv_heads, shapes.layers)
+        channels = _per_layer(keep_top(torch.cat(mlp_z), channels_removed), shapes.intermediate, shapes.layers)
     return PruningPlan.from_units(shapes, units, channels, compensate=compensate, details=details)
+
+
+def mlp_channels_removed(shapes: Shapes, ratio: float, units_removed: int, layers: int) -> int:
+    """FLAP's `cal_remove_neuron`: the MLP channels that `layers` layers lose so that, with
+    `units_removed` KV groups gone from them, they lose `ratio` of their parameters, floored as
+    the reference does (the 1e-9 keeps an exact product from flooring one below)."""
+    left = layers * ratio * shapes.layer_params - units_removed * shapes.unit_cost
+    return min(max(math.floor(left / shapes.channel_cost + 1e-9), 0), layers * shapes.intermediate)
 
 
 def _per_layer(kept: list[int], width: int, layers: int) -> list[list[int]]:

@@ -16,7 +16,7 @@ from prunebench.calibration.activations import ActivationStats, InputMoments, co
 from prunebench.pruning import check_params, prune_model
 from prunebench.pruning.checkpoint import layer_shapes, load_pruned, save_pruned
 from prunebench.pruning.scores import METRICS
-from prunebench.pruning.structure import LayerKeep, PruningPlan, Shapes, uniform_counts
+from prunebench.pruning.structure import LayerKeep, PruningPlan, Shapes, keep_top, rank_order
 from prunebench.pruning.surgery import RemovedAttention, apply_plan
 
 RETRAINING_FREE = ["flap", "wanda_sp", "magnitude_sp", "random_sp"]
@@ -187,31 +187,119 @@ def test_impossible_layer_removals_are_refused(model, removed, message):
         PruningPlan.without_layers(Shapes.of(model), removed)
 
 
-# --- structures ------------------------------------------------------------------------------
+# --- structures ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("ratio", [0.2, 0.5])
-def test_al_am_keeps_parameter_budget(model, ratio):
-    shapes = Shapes.of(model)
-    _, plan = pruned(model, "flap", ratio)
-    target = (1 - ratio) * shapes.prunable_params
-    assert abs(plan.kept_params(shapes) - target) <= shapes.unit_cost
+# FLAP on a two-layer MHA model whose scores are set by hand: o_proj is the identity and down_proj's
+# column j is e_(j mod 8), so every column has norm 1 and WIFV = Var(X_j), the variances below.
+# Shapes: hidden 8, 2 heads of 4 channels, 12 MLP channels; a head costs 4*4*8 = 128 parameters, a
+# channel 3*8 = 24, a layer 2*128 + 12*24 = 544, the model 1088.
+ATTN_VAR = [[1, 2, 1, 2, 3, 3, 2, 2], [2, 2, 2, 2, 1, 1, 1, 4]]
+MLP_VAR = [list(range(1, 13)), [6, 30, 1, 5.5, 1.5, 5, 2, 4.5, 2.5, 4, 3, 3.5]]
+ATTN_MEAN = [[0.5, -1, 2, 0.25, 3, 1, -2, 1.5], [1, 1, 1, 1, 1, 1, 1, 1]]
+MLP_MEAN = [[-(j + 1) for j in range(12)], [(j + 1) / 10 for j in range(12)]]
+# Head scores by hand. The reference metric squares the variances: layer 0 heads sum 1+4+1+4 = 10
+# and 9+9+4+4 = 26, layer 1 heads 16 and 1+1+1+16 = 19 (the paper's metric: 6, 10 and 8, 7). Per-layer
+# z-scores of the squares, a head their mean: layer 0 mean 4.5, std sqrt(66/7) = 3.0706, heads
+# -/+0.6513; layer 1 mean 4.375, std 4.9262, heads -/+0.0761 (paper's metric: -/+0.6614, +/-0.1261).
+# MLP z-scores: layer 0 (j+1-6.5)/3.6056 = -1.5254, -1.2481, -0.9707, -0.6934, -0.4160, ...; layer 1
+# (mean 5.7083, std 7.8116) idx 2: -0.6027, 4: -0.5387, 6: -0.4747, 8: -0.4107, 10: -0.3467,
+# 11: -0.2827, 9: -0.2187, 7: -0.1547, 5: -0.0907, 3: -0.0267, 0: 0.0373, 1: 3.1097.
+FLAP_CASES = {
+    # UL-UM at 0.3: int(0.6) = 0 heads; channels round(0.3*544/24 = 6.8) = 7 per layer, the lowest
+    # variances: layer 0 the first 7, layer 1 idx 2, 4, 6, 8, 10, 11, 9. Removes 2*7*24 = 336.
+    "UL-UM-0.3": ({"structure": "UL-UM"}, 0.3, [[0, 1], [0, 1]], [list(range(7, 12)), [0, 1, 3, 5, 7]], 336),
+    # UL-UM at 0.5: int(1.0) = 1 head (the lower sum: head 0 of both layers; the paper's metric:
+    # head 1 of layer 1), channels (272 - 128)/24 = 6. Removes exactly 2*(128 + 144) = 544.
+    "UL-UM-0.5": ({"structure": "UL-UM"}, 0.5, [[1], [1]], [list(range(6, 12)), [0, 1, 3, 5, 7, 9]], 544),
+    "UL-UM-0.5-paper": ({"structure": "UL-UM", "attention_metric": "paper"}, 0.5, [[1], [0]],
+                        [list(range(6, 12)), [0, 1, 3, 5, 7, 9]], 544),
+    # the reference's int(ratio * channels) = int(3.6) = 3 channels, no head.
+    "UL-UM-0.3-unmatched": ({"structure": "UL-UM", "match_params": False}, 0.3, [[0, 1], [0, 1]],
+                            [list(range(3, 12)), [0, 1, 3, 5, 7, 8, 9, 10, 11]], 144),
+    # UL-MM, 2 heads in the model: 1 per layer, then floor((163.2 - 128)/24) = 1 channel per layer.
+    "UL-MM-0.3": ({"structure": "UL-MM", "remove_heads": 2}, 0.3, [[1], [1]],
+                  [list(range(1, 12)), [0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11]], 304),
+    # AL-MM, 1 head in the model: the lowest z, layer 0 head 0 (-0.6513); channels
+    # floor((2*163.2 - 128)/24) = 8 of the lowest z: layer 0 idx 0-4 (-0.4160 < -0.4107), layer 1 idx 2, 4, 6.
+    "AL-MM-0.3": ({"structure": "AL-MM", "remove_heads": 1}, 0.3, [[1], [0, 1]],
+                  [list(range(5, 12)), [0, 1, 3, 5, 7, 8, 9, 10, 11]], 128 + 8 * 24),
+    # AL-AM: every unit ranked by z, kept best first while the kept cost is closest to (1-r)*1088.
+    # At 0.3 the target is 761.6: layer 0 head 1 and both heads of layer 1 (384) plus 16 channels
+    # (384) keep 768, the same units as AL-MM. At 0.5 the target is 544: the reference metric keeps
+    # 3 heads and 9 channels (600; dropping layer 1's head 0 would leave 472), the paper's metric
+    # ranks layer 1's head 1 (-0.1261) below layer 1's channels 5 and 3 and keeps 2 heads, 10 channels (496).
+    "AL-AM-0.3": ({}, 0.3, [[1], [0, 1]], [list(range(5, 12)), [0, 1, 3, 5, 7, 8, 9, 10, 11]], 1088 - 768),
+    "AL-AM-0.5": ({}, 0.5, [[1], [0, 1]], [list(range(6, 12)), [0, 1, 3]], 1088 - 600),
+    "AL-AM-0.5-paper": ({"attention_metric": "paper"}, 0.5, [[1], [0]], [list(range(6, 12)), [0, 1, 3, 5]],
+                        1088 - 496),
+}
 
 
-@pytest.mark.parametrize("module,params", [("flap", {"structure": "UL-UM"}), ("wanda_sp", {}),
-                                           ("magnitude_sp", {}), ("random_sp", {}),
-                                           ("flap", {"structure": "UL-UM", "match_params": False})])
-def test_uniform_structures_remove_exact_counts(model, module, params):
-    shapes = Shapes.of(model)
-    ratio = 0.6
-    _, plan = pruned(model, module, ratio, params)
-    units, channels = uniform_counts(shapes, ratio, params.get("match_params", True))
-    assert units == int(ratio * shapes.kv_heads)
+def flap_model_and_stats():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=12, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, head_dim=4)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.copy_(torch.eye(8))
+            layer.mlp.down_proj.weight.copy_(torch.eye(8)[:, [j % 8 for j in range(12)]])
+    t = lambda rows: [torch.tensor(r, dtype=torch.float64) for r in rows]  # noqa: E731
+    stats = ActivationStats(mean={"attn": t(ATTN_MEAN), "mlp": t(MLP_MEAN)}, var={"attn": t(ATTN_VAR), "mlp": t(MLP_VAR)},
+                            sqnorm={"attn": t(ATTN_VAR), "mlp": t(MLP_VAR)}, tokens=100)
+    return model, stats
+
+
+@pytest.mark.parametrize("case", FLAP_CASES)
+def test_flap_structures_keep_the_hand_computed_units(case):
+    params, ratio, heads, channels, removed = FLAP_CASES[case]
+    model, stats = flap_model_and_stats()
+    plan = prune_model(model, method_module("flap"), ratio, Calibration(activations=stats), params)
+    assert [k.q_heads for k in plan.layers] == heads
+    assert [k.channels for k in plan.layers] == channels
+    shapes = Shapes.of(flap_model_and_stats()[0])
+    assert shapes.prunable_params - plan.kept_params(shapes) == removed
+    assert [layer.mlp.down_proj.in_features for layer in model.model.layers] == [len(c) for c in channels]
+
+
+@pytest.mark.parametrize("compensate", [True, False])
+def test_flap_compensation_adds_the_removed_channels_mean_contribution(compensate):
+    """AL-AM at 0.5 removes head 0 of layer 0 (channels 0-3), MLP channels 0-5 of layer 0 and 2, 4-11
+    of layer 1 (case AL-AM-0.5). With identity-like output projections the bias is the removed
+    channels' means, summed where two removed channels share an output row (j and j + 8)."""
+    model, stats = flap_model_and_stats()
+    prune_model(model, method_module("flap"), 0.5, Calibration(activations=stats), {"compensate": compensate})
+    biases = [(layer.self_attn.o_proj.bias, layer.mlp.down_proj.bias) for layer in model.model.layers]
+    if not compensate:
+        assert all(b is None for pair in biases for b in pair)
+        return
+    (attn0, mlp0), (attn1, mlp1) = biases
+    assert attn0.tolist() == [0.5, -1, 2, 0.25, 0, 0, 0, 0]
+    assert mlp0.tolist() == [-1, -2, -3, -4, -5, -6, 0, 0]
+    assert attn1 is None  # layer 1 keeps both heads: nothing to compensate
+    torch.testing.assert_close(mlp1, torch.tensor([0.9, 1.0, 0.3 + 1.1, 1.2, 0.5, 0.6, 0.7, 0.8]))
+
+
+@pytest.mark.parametrize("kind, match_params, units, channels", [
+    # 4 query heads of 16 channels, hidden 64, 96 MLP channels (192 parameters each). GQA (2 kv
+    # heads): a group costs (2*2+2)*16*64 = 6144, a layer 2*6144 + 96*192 = 30720; int(0.6*2) = 1
+    # group and (0.6*30720 - 6144)/192 = 64 channels, exactly 0.6. MHA: a head costs 4096, a layer
+    # 34816; int(0.6*4) = 2 heads, round((20889.6 - 8192)/192 = 66.1) = 66 channels.
+    ("gqa", True, 1, 64), ("mha", True, 2, 66),
+    ("gqa", False, 1, 57), ("mha", False, 2, 57),  # the reference's int(0.6*96) = 57
+])
+@pytest.mark.parametrize("module", ["flap", "wanda_sp", "magnitude_sp", "random_sp"])
+def test_uniform_structures_remove_exact_counts(module, kind, match_params, units, channels):
+    from conftest import tiny_model
+
+    model = tiny_model(kv_heads=2 if kind == "gqa" else 4)
+    params = {"match_params": match_params} | ({"structure": "UL-UM"} if module == "flap" else {})
+    _, plan = pruned(model, module, 0.6, params)
+    kv = model.config.num_key_value_heads
     for keep in plan.layers:
-        assert len(keep.kv_heads) == shapes.kv_heads - units
-        assert len(keep.q_heads) == len(keep.kv_heads) * shapes.group_size
-        assert len(keep.channels) == shapes.intermediate - channels
-    if params.get("match_params", True):
-        assert abs(plan.kept_params(shapes) - (1 - ratio) * shapes.prunable_params) <= shapes.layers * shapes.channel_cost
+        assert (len(keep.kv_heads), len(keep.q_heads), len(keep.channels)) == (kv - units, 4 - 4 // kv * units,
+                                                                               96 - channels)
 
 
 def test_kv_groups_stay_valid_gqa(model):
@@ -224,26 +312,43 @@ def test_kv_groups_stay_valid_gqa(model):
             assert layer.self_attn.num_key_value_groups == shapes.group_size
 
 
-@pytest.mark.parametrize("module", RETRAINING_FREE)
-def test_same_seed_same_masks(model, module):
-    _, a = pruned(model, module, 0.5, seed=0)
-    _, b = pruned(model, module, 0.5, seed=0)
-    assert [(k.q_heads, k.channels) for k in a.layers] == [(k.q_heads, k.channels) for k in b.layers]
+def test_random_is_seeded(model):
+    channels = lambda seed: [k.channels for k in pruned(model, "random_sp", 0.5, seed=seed)[1].layers]  # noqa: E731
+    assert channels(0) == channels(0) != channels(1)
 
 
-def test_random_depends_on_seed(model):
-    _, a = pruned(model, "random_sp", 0.5, seed=0)
-    _, b = pruned(model, "random_sp", 0.5, seed=1)
-    assert [k.channels for k in a.layers] != [k.channels for k in b.layers]
+def test_near_ties_are_broken_by_index_not_by_rounding_noise():
+    """Scores that differ by rounding noise (one float64 ulp) tie, and the lower index goes first;
+    scores a float32 step apart are ordered by value."""
+    noisy = torch.tensor([1.0 + 2.0**-52, 1.0, 3.0, 1.0 - 2.0**-20], dtype=torch.float64)
+    assert keep_top(noisy, 1) == [0, 1, 2]  # 1 - 2^-20 is lower, by more than a float32 step
+    assert keep_top(noisy, 2) == [1, 2]  # then the tie 1+ulp / 1: index 0 goes first
+    assert rank_order(noisy, descending=True).tolist() == [2, 0, 1, 3]
+    with pytest.raises(ValueError, match=r"not finite \(NaN or inf at indices \[1\]\)"):
+        keep_top(torch.tensor([1.0, float("nan")]), 1)
 
 
-def test_flap_paper_metric_differs_from_reference_only_in_attention(model):
-    _, ref = pruned(model, "flap", 0.5, {"attention_metric": "reference"})
-    _, paper = pruned(model, "flap", 0.5, {"attention_metric": "paper"})
-    assert ref.details["attention_metric"] == "reference" and paper.details["attention_metric"] == "paper"
-    shapes = Shapes.of(model)
-    for plan in (ref, paper):
-        assert abs(plan.kept_params(shapes) - 0.5 * shapes.prunable_params) <= shapes.unit_cost
+def test_scores_without_spread_are_refused_naming_the_layer():
+    model, stats = flap_model_and_stats()
+    stats.var["mlp"][1] = torch.full((12,), 2.5, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"layer 1 MLP scores: all 12 scores equal 2.5, so their z-scores are undefined"):
+        prune_model(model, method_module("flap"), 0.3, Calibration(activations=stats), {})
+
+
+@pytest.mark.parametrize("module, params, ratio, message", [
+    # the tiny GQA model: a KV group costs 6144 of a layer's 30720, a channel 192; ratio 0.001 asks
+    # for 0.6 channels per layer, which rounds to none.
+    ("magnitude_sp", {}, 0.001, "'magnitude_sp' at ratio 0.001 removes nothing from this model"),
+    # LLM-Pruner on one of three layers cannot remove 0.6 of the model: at most 1/3.
+    ("llm_pruner", {"layer_range": [1, 2], "importance": "l2"}, 0.6,
+     r"'llm_pruner' at ratio 0.6 removes 0.3\d+ of the attention\+MLP parameters, off the target by more than "
+     r"one unit in each of the 1 layers it prunes \(±0.0667\)"),
+])
+def test_a_ratio_the_structure_cannot_meet_is_refused(module, params, ratio, message):
+    from conftest import tiny_model
+
+    with pytest.raises(ValueError, match=message):
+        prune_model(tiny_model(kv_heads=2), method_module(module), ratio, Calibration(tokens=tokens(2, 8)), params)
 
 
 def test_unknown_parameter_is_rejected_with_a_suggestion():
@@ -285,3 +390,36 @@ def test_tampered_or_truncated_checkpoint_is_refused(model, tmp_path, tokenizer)
     weights.write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(CheckpointError):
         load_pruned(tmp_path / "ckpt")
+
+
+# --- the same units on every thread count ------------------------------------------------------
+
+EVERY_METHOD = [("flap", {}), ("flap", {"structure": "UL-UM"}), ("flap", {"structure": "AL-MM"}),
+                ("wanda_sp", {}), ("magnitude_sp", {}), ("random_sp", {}),
+                *[("llm_pruner", {"importance": kind}) for kind in ("element1", "element2", "vector", "l2", "random")]]
+
+
+def test_every_method_keeps_the_same_units_on_1_and_2_threads():
+    """The calibration pass, the scores and the choice, all in one process per thread count: a wider
+    tiny model (hidden 128, 512 MLP channels, 4 windows of 32 tokens) so that the kernels split work."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=512, num_hidden_layers=3,
+                                         num_attention_heads=8, num_key_value_heads=4, head_dim=16,
+                                         initializer_range=0.1)).eval()
+    ids = tokens(4, 32, vocab=512)
+    threads = torch.get_num_threads()
+
+    def choose(n_threads: int) -> list:
+        torch.set_num_threads(n_threads)
+        calib = Calibration(activations=collect_activation_stats(model, ids, batch_size=4), tokens=ids)
+        return [[(k.kv_heads, k.channels) for k in method_module(m).prune(model, 0.5, calib, **p).layers]
+                for m, p in EVERY_METHOD]
+
+    try:
+        one, two = choose(1), choose(2)
+    finally:
+        torch.set_num_threads(threads)
+    for (module, params), a, b in zip(EVERY_METHOD, one, two):
+        assert a == b, (module, params)

@@ -16,10 +16,10 @@ from types import ModuleType
 from typing import Any
 
 from ..calibration import Calibration
-from .structure import PruningPlan
+from .structure import PruningPlan, Shapes
 from .surgery import apply_plan
 
-__all__ = ["NEEDS_VALUES", "is_method", "check_ratio", "check_params", "prune_model"]
+__all__ = ["NEEDS_VALUES", "is_method", "check_ratio", "check_params", "check_budget", "prune_model"]
 
 NEEDS_VALUES = ("activations", "tokens", None)
 
@@ -63,10 +63,34 @@ def _literal_choices(hint) -> tuple:
     return ()
 
 
+def check_budget(plan: PruningPlan, shapes: Shapes, ratio: float, method: str) -> None:
+    """Refuse a plan that removes nothing, or whose removed parameters miss `ratio` of the prunable
+    ones by more than one unit in each layer it changes (a KV group; a whole layer where the plan
+    removes it): the coarsest step its structure could have taken."""
+    target = ratio * shapes.prunable_params
+    removed = shapes.prunable_params - plan.kept_params(shapes)
+    dense = (shapes.kv_heads, shapes.intermediate)
+    steps = [shapes.layer_params if i in plan.removed_layers else shapes.unit_cost
+             for i, keep in enumerate(plan.layers)
+             if i in plan.removed_layers or (len(keep.kv_heads), len(keep.channels)) != dense]
+    fraction = removed / shapes.prunable_params
+    if removed == 0:
+        raise ValueError(f"method {method!r} at ratio {ratio:g} removes nothing from this model "
+                         f"({shapes.layers} layers of {shapes.kv_heads} KV groups and {shapes.intermediate} MLP "
+                         "channels): the ratio is below one unit of its structure; use a larger ratio")
+    if abs(removed - target) > sum(steps):
+        raise ValueError(f"method {method!r} at ratio {ratio:g} removes {fraction:.4f} of the attention+MLP "
+                         f"parameters, off the target by more than one unit in each of the {len(steps)} layers it "
+                         f"prunes (±{sum(steps) / shapes.prunable_params:.4f}); its parameters cannot reach the "
+                         "ratio on this model (a layer range too narrow, a fixed channel_ratio or remove_heads?)")
+
+
 def prune_model(model, module: ModuleType, ratio: float, calib: Calibration, params: dict[str, Any],
                 mask: bool = False) -> PruningPlan:
-    """Score, choose the structure, remove (or mask): the model is changed in place."""
+    """Score, choose the structure, check that it meets the ratio, remove (or mask): the model is
+    changed in place."""
     check_params(module, params)
     plan = module.prune(model, check_ratio(ratio), calib, **params)
+    check_budget(plan, Shapes.of(model), ratio, _name(module))
     apply_plan(model, plan, calib.activations, mask=mask)
     return plan

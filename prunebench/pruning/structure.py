@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 __all__ = ["Shapes", "LayerKeep", "PruningPlan", "group_scores", "standardize", "uniform_counts", "channels_for_budget",
-           "keep_top", "keep_uniform", "uniform_plan", "keep_global", "local_counts", "solve_local_ratio"]
+           "rank_order", "keep_top", "keep_uniform", "uniform_plan", "keep_global", "local_counts", "solve_local_ratio"]
 
 
 @dataclass(frozen=True)
@@ -126,9 +126,14 @@ def group_scores(channel_scores: torch.Tensor, shapes: Shapes, reduce: str = "su
     return per_group.sum(dim=1) if reduce == "sum" else per_group.mean(dim=1)
 
 
-def standardize(scores: torch.Tensor) -> torch.Tensor:
-    """z-score across one layer's channels, as FLAP does before ranking globally."""
-    return (scores - scores.mean()) / scores.std()
+def standardize(scores: torch.Tensor, what: str = "scores") -> torch.Tensor:
+    """z-score across one layer's channels, as FLAP does before ranking globally (float64)."""
+    scores = scores.double()
+    spread = scores.std()
+    if not spread > 0:  # equal scores (or a single one): the z-score divides by zero
+        raise ValueError(f"{what}: all {scores.numel()} scores equal {scores[0].item():.6g}, so their z-scores "
+                         "are undefined (0/0); the layer's weights or activation statistics are degenerate")
+    return (scores - scores.mean()) / spread
 
 
 def uniform_counts(shapes: Shapes, ratio: float, match_params: bool = True) -> tuple[int, int]:
@@ -152,10 +157,22 @@ def channels_for_budget(shapes: Shapes, ratio: float, units_removed: int) -> int
     return min(max(round(left / shapes.channel_cost), 0), shapes.intermediate)
 
 
+def rank_order(scores: torch.Tensor, descending: bool = False) -> torch.Tensor:
+    """Indices of `scores`, lowest first (highest with `descending`), the same on every machine
+    and thread count: scores are compared at float32 resolution (24-bit mantissas, no overflow),
+    so values that differ only by the rounding noise of a summation order tie, and ties go by
+    index, the lower first."""
+    mantissa, exponent = torch.frexp(scores.double())
+    if not torch.isfinite(mantissa).all():
+        bad = torch.nonzero(~torch.isfinite(scores)).flatten()[:5].tolist()
+        raise ValueError(f"scores are not finite (NaN or inf at indices {bad}): no ranking is possible")
+    key = torch.ldexp(torch.round(mantissa * 2**24), exponent - 24)
+    return torch.argsort(-key if descending else key, stable=True)
+
+
 def keep_top(scores: torch.Tensor, n_remove: int) -> list[int]:
     """Indices kept after removing the `n_remove` lowest scores (ties: the lower index goes first)."""
-    order = torch.argsort(scores, stable=True)
-    return sorted(order[n_remove:].tolist())
+    return sorted(rank_order(scores)[n_remove:].tolist())
 
 
 def keep_uniform(unit_scores: list[torch.Tensor], channel_scores: list[torch.Tensor],
@@ -184,7 +201,7 @@ def keep_global(unit_scores: list[torch.Tensor], channel_scores: list[torch.Tens
     n_units = sum(s.numel() for s in unit_scores)
     costs = torch.cat([torch.full((n_units,), shapes.unit_cost, dtype=torch.float64),
                        torch.full((scores.numel() - n_units,), shapes.channel_cost, dtype=torch.float64)])
-    order = torch.argsort(-scores, stable=True)
+    order = rank_order(scores, descending=True)
     kept_cost = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(costs[order], 0)])
     n_keep = int(torch.argmin((kept_cost - keep_fraction * costs.sum()).abs()))
     kept = torch.zeros(scores.numel(), dtype=torch.bool)

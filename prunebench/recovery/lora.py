@@ -1,9 +1,13 @@
 """LoRA recovery ("w/ tune"): LLM-Pruner's post-training on any pruned (physically smaller) model.
 
-peft LoRA on the seven projections, trained on Alpaca-style instruction data with the loss on the
-response only (the reference's default `train_on_inputs=False`), linear warm-up and decay, the
-adapter with the best validation loss kept, then merged into the weights so that the result is an
-ordinary pruned checkpoint.
+peft LoRA on the seven projections, trained on Alpaca-style instruction data as the reference's
+`post_training.py` with the HF Trainer defaults it relies on: prompt and response tokenized
+together, the loss on the response only (the reference's default `train_on_inputs=False`), AdamW
+without weight decay, gradients clipped to norm 1.0, linear warm-up and decay; the trained adapters
+with the best validation loss kept (the reference's `load_best_model_at_end`), then merged into the
+weights so that the result is an ordinary pruned checkpoint. Warm-up and the validation interval
+may be given as fractions of the optimizer steps, so that a smaller data set keeps the reference's
+proportions (100 warm-up steps and a validation every 100 of its 1554 steps).
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-__all__ = ["PROMPT", "format_example", "tokenize_examples", "lora_targets", "recover", "train_lora", "split_examples", "validation_loss"]
+__all__ = ["PROMPT", "format_example", "tokenize_examples", "lora_targets", "recover", "train_lora", "split_examples",
+           "validation_loss", "schedule_steps"]
 
 # The Alpaca prompt template used by alpaca-lora and LLM-Pruner's post-training.
 PROMPT = {
@@ -34,14 +39,18 @@ def format_example(example: dict[str, str]) -> tuple[str, str]:
 
 
 def tokenize_examples(tokenizer, examples: list[dict[str, str]], cutoff: int) -> list[dict[str, list[int]]]:
-    """input_ids and labels (-100 on the prompt) truncated to `cutoff` tokens, EOS appended."""
+    """As the reference's `generate_and_tokenize_prompt`: prompt and response tokenized together and
+    truncated to `cutoff` tokens, EOS appended where the text ends before the cutoff, labels -100 on
+    the first n tokens, n the length of the prompt tokenized alone. Examples left without a response
+    token (a prompt of `cutoff` tokens or more) are dropped: their loss would be 0/0."""
     out = []
     for example in examples:
         prompt, response = format_example(example)
-        prompt_ids = tokenizer(prompt)["input_ids"]
-        ids = (prompt_ids + tokenizer(response, add_special_tokens=False)["input_ids"]
-               + [tokenizer.eos_token_id])[:cutoff]
-        labels = [-100] * min(len(prompt_ids), len(ids)) + ids[len(prompt_ids):]
+        ids = tokenizer(prompt + response, truncation=True, max_length=cutoff)["input_ids"]
+        if ids[-1] != tokenizer.eos_token_id and len(ids) < cutoff:
+            ids = ids + [tokenizer.eos_token_id]
+        n_prompt = len(tokenizer(prompt, truncation=True, max_length=cutoff)["input_ids"])
+        labels = ([-100] * n_prompt + ids[n_prompt:])[:len(ids)]
         if any(label != -100 for label in labels):
             out.append({"input_ids": ids, "labels": labels})
     return out
@@ -65,11 +74,25 @@ def lora_targets(model, projections: list[str]) -> list[str]:
 
 
 def split_examples(tokenizer, examples: list[dict[str, str]], settings: dict[str, Any], rng: random.Random):
-    """(train, validation) tokenized examples: a seeded shuffle, the first `val_size` held out."""
+    """(train, validation) tokenized examples: a seeded shuffle, the first `val_size` held out.
+    An empty split is refused, naming the sizes that emptied it."""
     order = list(range(len(examples)))
     rng.shuffle(order)
-    data = tokenize_examples(tokenizer, [examples[i] for i in order], settings["cutoff"])
-    return data[settings["val_size"]:], data[:settings["val_size"]]
+    val_size, cutoff = settings["val_size"], settings["cutoff"]
+    shuffled = [examples[i] for i in order]
+    val = tokenize_examples(tokenizer, shuffled[:val_size], cutoff)
+    train = tokenize_examples(tokenizer, shuffled[val_size:], cutoff)
+    for name, split, size in (("training", train, len(examples) - val_size), ("validation", val, val_size)):
+        if not split:
+            raise ValueError(f"recovery: the {name} split is empty: {len(examples)} examples, val_size {val_size} "
+                             f"leave {max(size, 0)} for it, and none of them has a response token within "
+                             f"cutoff {cutoff}; lower val_size or raise cutoff")
+    return train, val
+
+
+def schedule_steps(value: float, steps: int) -> int:
+    """Optimizer steps from a setting given in steps (>= 1) or as a fraction (< 1) of `steps`."""
+    return round(value * steps) if value < 1 else int(value)
 
 
 @torch.no_grad()
@@ -93,7 +116,8 @@ def recover(model, tokenizer, examples: list[dict[str, str]], settings: dict[str
 
 
 def train_lora(model, tokenizer, examples: list[dict[str, str]], settings: dict[str, Any], seed: int = 0):
-    """The peft model with the best adapters (by validation loss) loaded, and the training log."""
+    """The peft model with the best trained adapters (by validation loss) loaded, and the training
+    log with the effective schedule."""
     from peft import LoraConfig, get_peft_model
     from transformers import get_linear_schedule_with_warmup
 
@@ -102,6 +126,8 @@ def train_lora(model, tokenizer, examples: list[dict[str, str]], settings: dict[
     train, val = split_examples(tokenizer, examples, settings, rng)
     accumulation = max(1, settings["batch"] // settings["micro_batch"])
     steps = settings.get("steps") or math.ceil(settings["epochs"] * len(train) / settings["batch"])
+    warmup = schedule_steps(settings["warmup"], steps)
+    eval_every = max(1, schedule_steps(settings["eval_every"], steps))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     model.config.use_cache = False
@@ -109,16 +135,21 @@ def train_lora(model, tokenizer, examples: list[dict[str, str]], settings: dict[
         r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"], bias="none",
         target_modules=lora_targets(model, settings["target_modules"]), task_type="CAUSAL_LM"))
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=settings["lr"])
-    schedule = get_linear_schedule_with_warmup(optimizer, settings["warmup"], steps)
+    optimizer = torch.optim.AdamW(trainable, lr=settings["lr"], weight_decay=settings["weight_decay"])
+    schedule = get_linear_schedule_with_warmup(optimizer, warmup, steps)
     device = next(model.parameters()).device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.get("dtype") == "bfloat16")
 
     peft_model.eval()
-    best = validation_loss(peft_model, val, settings["micro_batch"], pad_id)
-    log = {"train_examples": len(train), "val_examples": len(val), "steps": steps, "val_loss": [(0, best)],
+    log = {"train_examples": len(train), "val_examples": len(val),
+           "dropped_examples": len(examples) - len(train) - len(val),
+           "schedule": {"steps": steps, "epochs": round(steps * settings["batch"] / len(train), 3),
+                        "batch": accumulation * settings["micro_batch"], "warmup_steps": warmup,
+                        "eval_every_steps": eval_every, "lr": settings["lr"], "weight_decay": settings["weight_decay"],
+                        "max_grad_norm": settings["max_grad_norm"]},
+           "val_loss": [(0, validation_loss(peft_model, val, settings["micro_batch"], pad_id))],
            "train_loss": [], "trainable_params": sum(p.numel() for p in trainable)}
-    best_state = {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
+    best, best_state = math.inf, None
     cursor = 0
     for step in tqdm(range(1, steps + 1), desc="LoRA", mininterval=10):
         peft_model.train()
@@ -132,16 +163,17 @@ def train_lora(model, tokenizer, examples: list[dict[str, str]], settings: dict[
             (loss / accumulation).backward()
             loss_sum += loss.item() / accumulation
             cursor += settings["micro_batch"]
+        torch.nn.utils.clip_grad_norm_(trainable, settings["max_grad_norm"])
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         log["train_loss"].append((step, loss_sum))
-        if step % settings["eval_every"] == 0 or step == steps:
+        if step % eval_every == 0 or step == steps:
             peft_model.eval()
             current = validation_loss(peft_model, val, settings["micro_batch"], pad_id)
             log["val_loss"].append((step, current))
-            if current < best:
-                best = current
+            if current < best:  # the untrained adapters (step 0) are no candidate
+                best, log["best_step"] = current, step
                 best_state = {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
