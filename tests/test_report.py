@@ -99,17 +99,19 @@ def test_ranks_mark_best_and_second_only_where_they_mean_something():
 
 def test_main_table_shows_every_summary_number_with_marks(results):
     table = build_table("main", results)
-    assert table.columns[:2] == ["WikiText2↓", "PTB↓"] and table.columns[-1] == "Average"
+    assert table.columns[:3] == ["Removed %", "WikiText2↓", "PTB↓"] and table.columns[-1] == "Average"
     groups = dict(table.groups)
     assert list(groups)[0] == "tiny-gqa · Ratio = 0%"
     for _, row in results.summary.iterrows():
         label = f"{row['model']} · {setting_label(row['ratio'], row['tune'])}"
         cells = dict(groups[label])[method_label(row["method"])]
-        assert cells[0].text == f"{row['wikitext2']:.2f}" and cells[0].dagger
-        assert cells[2].text == f"{100 * row['boolq']:.2f}" and cells[2].detail == f"±{100 * row['boolq_stderr']:.1f}"
+        assert (cells[0].text, cells[0].rank) == (f"{100 * row['removed_fraction']:.1f}", 0)  # a fact, never ranked
+        assert cells[1].text == f"{row['wikitext2']:.2f}" and cells[1].dagger
+        assert cells[3].text == f"{100 * row['boolq']:.2f}" and cells[3].detail == f"±{100 * row['boolq_stderr']:.1f}"
+    assert "Removed: the real percentage of decoder attention+MLP parameters removed" in " ".join(table.notes)
     for label, rows in table.groups:
-        values = [float(cells[0].text) for _, cells in rows]
-        best = [float(cells[0].text) for _, cells in rows if cells[0].rank == 1]
+        values = [float(cells[1].text) for _, cells in rows]
+        best = [float(cells[1].text) for _, cells in rows if cells[1].rank == 1]
         assert best == ([min(values)] * len(best) if len(rows) > 1 else [])
 
 
@@ -185,6 +187,28 @@ def test_protocol_is_stated_under_each_table(results):
     assert "wikitext2/wiki.test.raw 173c87a53759" in notes
 
 
+def test_a_checkpoint_two_methods_share_is_named_under_the_table(results):
+    metrics = copy.deepcopy(results.metrics)
+    shared = metrics[("tiny-gqa", "wanda-sp", 0.5, "none")]["provenance"]["checkpoint_sha256"]
+    metrics[("tiny-gqa", "random", 0.5, "none")]["provenance"]["checkpoint_sha256"] = shared
+    notes = " ".join(build_table("main", Results(results.summary, results.efficiency, metrics, results.config)).notes)
+    assert ("Random and Wanda-sp produced the same checkpoint (identical weights, so identical rows) at: "
+            "tiny-gqa Ratio = 50% w/o tune.") in notes
+    assert "produced the same checkpoint" not in " ".join(build_table("main", results).notes)
+
+
+def test_recovery_note_states_the_effective_schedule(results):
+    tuned = with_tuned_copy(results)
+    schedule = {"steps": 57, "epochs": 2.027, "batch": 64, "warmup_steps": 4, "eval_every_steps": 4, "lr": 0.0001,
+                "weight_decay": 0, "max_grad_norm": 1.0}
+    for key, m in tuned.metrics.items():
+        if key[3] == "lora":
+            m["pruning"] = dict(m["pruning"], recovery={"log": {"schedule": schedule}})
+    notes = " ".join(build_table("main", tuned).notes)
+    assert ("57 optimizer steps (2.027 epochs) of batch 64, warm-up 4 steps, validation every 4 steps and the best "
+            "trained adapters kept, lr 0.0001, weight decay 0, gradient clipping 1.0") in notes
+
+
 def test_calibration_note_names_the_corpus_a_substitute_stands_in_for(results):
     metrics = copy.deepcopy(results.metrics)
     for (model, method, _, _), m in metrics.items():
@@ -207,9 +231,11 @@ def test_reference_numbers_are_quoted_with_their_sources():
     md = render(table, "md")
     assert "quoted, not reproduced" in md
     for anchor in ("| LLaMA-7B [a] | 12.62 | 22.14 |", "| LLM-Pruner Element¹ [a] | 19.09 |",
+                   "| LLM-Pruner L2 (block-wise) [a] | 582.41 |", "| LLM-Pruner Random (block-wise) [a] | 27.51 |",
                    "| LLM-Pruner Element² [a] | 17.37 |", "| FLAP [b,c] | 14.62 |", "| Wanda-sp [b,c] | 22.12 |"):
         assert anchor in md
     assert all(s["url"] in md for s in ref["sources"].values())
+    assert "issue #23" in md and "#52" in md and "Both papers' PTB is the validation split" in md
 
 
 class _Collect(HTMLParser):
@@ -328,7 +354,9 @@ def test_cost_table_quotes_the_paper_scale_memory_a_prune_job_recorded(results):
 
     key = ("tiny-gqa", "flap", 0.5, "none")
     record = copy.deepcopy(results.metrics[key])
-    record["pruning"]["details"]["memory_at_paper_scale"] = paper_scale_memory("element2")
+    record["pruning"]["details"]["memory_at_paper_scale"] = paper_scale_memory("element2", "float32")
     md = render(build_table("cost", Results(results.summary, results.efficiency, {**results.metrics, key: record},
                                             results.config)), "md")
-    assert "on LLaMA-7B" in md and "FLAP: 43 GB (fp16 weights 13.5, float32 Fisher 21.0" in md
+    # LLaMA-7B in float32: 32 layers of 202,375,168 parameters and 2 embeddings of 32000x4096, 4 bytes
+    # each: 26.95 GB; the Fisher of the 26 pruned layers 21.05 GB; the activations ~8.2 GB.
+    assert "on LLaMA-7B" in md and "FLAP: 57 GB in float32 (weights 27.0, Fisher 21.0, activations for backward 8.2)" in md

@@ -5,9 +5,9 @@ BOS, the metric per task, data sha256, recovery and benchmark settings.
 from __future__ import annotations
 
 from ..evaluation.zeroshot import task_config
-from .results import COLUMN_LABELS, DATASET_LABELS, Results, method_label
+from .results import COLUMN_LABELS, DATASET_LABELS, Results, method_label, setting_label
 
-__all__ = ["DAGGER", "perplexity_notes", "full_perplexity_notes", "zeroshot_notes", "calibration_notes", "recovery_notes", "data_note",
+__all__ = ["DAGGER", "perplexity_notes", "full_perplexity_notes", "zeroshot_notes", "calibration_notes", "recovery_notes", "same_model_notes", "data_note",
            "efficiency_notes"]
 
 DAGGER = "†"
@@ -78,14 +78,41 @@ def calibration_notes(results: Results) -> list[str]:
 
 
 def recovery_notes(results: Results) -> list[str]:
+    """The recovery settings and the effective schedule each recovered model records."""
     tuned = [m for m in results.metrics.values() if m["tune"] != "none"]
     if not tuned:
         return []
     rec = tuned[0]["provenance"]["config"].get("recovery", {})
-    steps = f"{rec['steps']} steps" if rec.get("steps") else f"{rec.get('epochs')} epochs"
-    return [f"Recovery (w/ tune): LoRA r={rec.get('r')}, alpha {rec.get('alpha')}, {steps}, batch {rec.get('batch')}, "
-            f"lr {rec.get('lr')}, cutoff {rec.get('cutoff')} tokens, on {rec.get('dataset')}"
-            + (f" ({rec['substitutes']})" if rec.get("substitutes") else "") + "."]
+    logs = [m["pruning"].get("recovery", {}).get("log", {}) for m in tuned]
+    schedules = [log["schedule"] for log in logs if "schedule" in log]
+    if schedules:
+        steps = (f"{_join(s['steps'] for s in schedules)} optimizer steps ({_join(s['epochs'] for s in schedules)} "
+                 f"epochs) of batch {_join(s['batch'] for s in schedules)}, warm-up "
+                 f"{_join(s['warmup_steps'] for s in schedules)} steps, validation every "
+                 f"{_join(s['eval_every_steps'] for s in schedules)} steps and the best trained adapters kept, "
+                 f"lr {_join(s['lr'] for s in schedules)}, weight decay {_join(s['weight_decay'] for s in schedules)}, "
+                 f"gradient clipping {_join(s['max_grad_norm'] for s in schedules)}")
+    else:  # results recorded before the schedule was
+        steps = (f"{rec['steps']} steps" if rec.get("steps") else f"{rec.get('epochs')} epochs") + \
+            f", batch {rec.get('batch')}, lr {rec.get('lr')}"
+    return [f"Recovery (w/ tune): LoRA r={rec.get('r')}, alpha {rec.get('alpha')}, {steps}, cutoff {rec.get('cutoff')} "
+            f"tokens, on {rec.get('dataset')}" + (f" ({rec['substitutes']})" if rec.get("substitutes") else "") + "."]
+
+
+def same_model_notes(results: Results) -> list[str]:
+    """Methods that produced the very same checkpoint (equal weight sha256) at a setting: their rows
+    are one model, not a reproduction of distinct results."""
+    groups: dict[tuple, list[str]] = {}
+    for (model, method, ratio, tune), m in results.metrics.items():
+        weights = m["provenance"].get("checkpoint_sha256") or {}
+        if method != "dense" and weights:
+            groups.setdefault((model, ratio, tune, repr(sorted(weights.items()))), []).append(method)
+    settings: dict[tuple, list[str]] = {}
+    for (model, ratio, tune, _), methods in groups.items():
+        if len(methods) > 1:
+            settings.setdefault(tuple(methods), []).append(f"{model} {setting_label(ratio, tune)}")
+    return [f"{' and '.join(method_label(m) for m in methods)} produced the same checkpoint (identical weights, "
+            f"so identical rows) at: {', '.join(where)}." for methods, where in settings.items()]
 
 
 def data_note(results: Results) -> str:

@@ -21,6 +21,7 @@ from .protocol import (
     full_perplexity_notes,
     perplexity_notes,
     recovery_notes,
+    same_model_notes,
     zeroshot_notes,
 )
 from .results import COLUMN_LABELS, DATASET_LABELS, PPL_COLUMNS, Results, method_label, order_rows, setting_label
@@ -61,6 +62,8 @@ def _ranks(values: pd.Series, lower_is_better: bool) -> pd.Series:
 def _metric_cell(value, stderr, subsampled, kind: str, rank: int) -> Cell:
     if value is None or pd.isna(value):
         return Cell()
+    if kind == "removed":  # a fact of the structure, not a score: never ranked
+        return Cell(f"{100 * value:.1f}")
     if kind == "ppl":
         return Cell(f"{value:.2f}", "", bool(subsampled), rank)
     detail = f"±{100 * stderr:.1f}" if stderr is not None and pd.notna(stderr) else ""
@@ -72,7 +75,8 @@ def _metric_groups(frame: pd.DataFrame, columns: list[tuple[str, str]]) -> list:
     `key_stderr` and `key_subsampled`."""
     groups = []
     for group, rows in frame.groupby("group", sort=False):
-        ranks = {key: _ranks(rows[key], kind == "ppl") for key, kind in columns}
+        ranks = {key: _ranks(rows[key], kind == "ppl") if kind != "removed" else pd.Series(0, index=rows.index)
+                 for key, kind in columns}
         body = [(row["label"], [_metric_cell(row[key], row.get(f"{key}_stderr"), row.get(f"{key}_subsampled"),
                                              kind, ranks[key][i]) for key, kind in columns])
                 for i, row in rows.iterrows()]
@@ -89,18 +93,22 @@ def _with_labels(results: Results, summary: pd.DataFrame, by_model: bool) -> pd.
 
 
 def _kind(column: str) -> str:
-    return "ppl" if column in PPL_COLUMNS else "acc"
+    return "removed" if column == "removed_fraction" else "ppl" if column in PPL_COLUMNS else "acc"
 
 
 def _metric_notes(results: Results, columns: list[str], groups: list) -> list[str]:
     notes = ["Bold: best in its row group; underlined: second (↓: lower is better)."]
+    if "removed_fraction" in columns:
+        notes.append("Removed: the real percentage of decoder attention+MLP parameters removed; the setting's ratio "
+                     "is the target, which a method's unit of removal (a KV group, a channel) may overshoot.")
     if any(c.dagger for _, rows in groups for _, cells in rows for c in cells):
         notes.append(f"{DAGGER}: measured on a subsample of the test set (sizes below), not the full set.")
     if set(columns) & set(PPL_COLUMNS):
         notes += perplexity_notes(results, [c for c in columns if c in PPL_COLUMNS])
-    if set(columns) - set(PPL_COLUMNS):
+    if set(columns) - set(PPL_COLUMNS) - {"removed_fraction"}:
         notes += zeroshot_notes(results)
-    return notes + calibration_notes(results) + recovery_notes(results) + [data_note(results)]
+    return (notes + same_model_notes(results) + calibration_notes(results) + recovery_notes(results)
+            + [data_note(results)])
 
 
 def paper_table(results: Results, columns: list[str], title: str) -> Table:
@@ -180,7 +188,7 @@ def paper_scale_memory_note(results: Results) -> list[str]:
             estimates.setdefault(method, est)
     if not estimates:
         return []
-    parts = [f"{method_label(method)}: {e['total']:.0f} GB (fp16 weights {e['weights']:.1f}, float32 Fisher "
+    parts = [f"{method_label(method)}: {e['total']:.0f} GB in {e['precision']} (weights {e['weights']:.1f}, Fisher "
              f"{e['fisher']:.1f}, activations for backward {e['activations']:.1f})" for method, e in estimates.items()]
     model = next(iter(estimates.values()))["model"]
     return [f"Expected memory of the importance computation on {model} (estimate, the paper's calibration tokens; "
@@ -237,6 +245,7 @@ def reference_table(path: Path = REFERENCE) -> Table:
         groups.append((setting_label(ratio, tune), body))
     notes = ["Quoted from the papers for comparing trends, not reproduced by PruneBench: LLaMA-7B, the papers' "
              "own protocols and recovery (LLM-Pruner: LoRA on 50k Alpaca examples, 2 epochs). Zero-shot in %."]
+    notes += ref.get("notes", [])
     notes += [f"[{marks[name]}] {s['cite']}. {s['url']}" for name, s in ref["sources"].items()]
     return Table("Published LLaMA-7B results (quoted, not reproduced)", [COLUMN_LABELS[c] for c in columns],
                  sorted(groups, key=lambda g: g[0] != setting_label(0, "none")), notes)
@@ -256,7 +265,8 @@ def build_table(name: str, results: Results | None, reference: str | Path = REFE
     if name == "reference":
         return reference_table(Path(reference))
     if name == "main":
-        return paper_table(results, results.measured, "Perplexity and zero-shot accuracy (LLM-Pruner Table 1 layout)")
+        return paper_table(results, ["removed_fraction", *results.measured],
+                           "Perplexity and zero-shot accuracy (LLM-Pruner Table 1 layout)")
     if name == "dense":
         return dense_table(results)
     if name == "cost":
