@@ -12,11 +12,11 @@ from methods import method_module
 from .calibration import CalibrationSpec
 from .evaluation.zeroshot import available_tasks, check_limits, task_config
 from .pruning import check_params, check_ratio
-from .sources.datasets import CORPORA, PERPLEXITY, DataError, verify_dataset
+from .sources.datasets import CORPORA, PERPLEXITY, DataError, alpaca_examples, verify_dataset
 from .sources.models import check_source
 
-__all__ = ["ConfigError", "check_config", "schema_problem", "datasets_needed", "evaluation_datasets",
-           "task_dataset", "calibration_of", "ratio_label"]
+__all__ = ["ConfigError", "check_config", "check_unique_keys", "schema_problem", "datasets_needed",
+           "evaluation_datasets", "task_dataset", "calibration_of", "method_params", "ratio_label"]
 
 
 class ConfigError(ValueError):
@@ -26,6 +26,38 @@ class ConfigError(ValueError):
 def ratio_label(ratio: float) -> str:
     """How a ratio appears in paths and tables: 0.2, 0.5 (dense: 0)."""
     return f"{ratio:g}"
+
+
+def method_params(config: dict[str, Any], model: str, method: str) -> dict[str, Any]:
+    """The parameters of a method entry on a model: the model's `method_params` for the entry's
+    module (LLM-Pruner's layer range, say), then the entry's own `params`, which win."""
+    entry = config["methods"][method]
+    per_model = config["models"][model].get("method_params", {}).get(entry["module"], {})
+    return {**per_model, **(entry.get("params") or {})}
+
+
+def check_unique_keys(path: str | Path) -> None:
+    """Refuse a YAML (or JSON) config file in which a mapping repeats a key: YAML keeps the last
+    of the two silently, so one of the values the author wrote would be ignored."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden
+                    continue
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                if key in seen:
+                    raise ConfigError(f"{path}: key {key!r} appears twice in one mapping (lines {seen[key]} and "
+                                      f"{line}); YAML would keep only the last value, so remove one")
+                seen[key] = line
+            return super().construct_mapping(node, deep)
+
+    try:
+        yaml.load(Path(path).read_text(), Loader=Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not a valid config file: {err}") from None
 
 
 def calibration_of(method: dict[str, Any], seed: int) -> CalibrationSpec | None:
@@ -51,7 +83,7 @@ def datasets_needed(config: dict[str, Any]) -> list[str]:
     names = evaluation_datasets(config["evaluation"])
     names |= {CORPORA[m["calibration"]["corpus"]].dataset for m in config["methods"].values() if m.get("calibration")}
     if any(m.get("tune", True) for m in config["methods"].values()):
-        names.add(config.get("recovery", {}).get("dataset", "alpaca"))
+        names.add(config["recovery"]["dataset"])
     return sorted(names)
 
 
@@ -109,6 +141,12 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
     labels = [ratio_label(r) for r in config["ratios"]]
     if len(set(labels)) != len(labels):
         raise ValueError(f"ratios {config['ratios']} repeat a value")
+    for model, entry in config["models"].items():
+        for module_name, params in entry.get("method_params", {}).items():
+            try:
+                check_params(method_module(module_name), params)
+            except ValueError as err:
+                raise ValueError(f"models.{model}.method_params.{module_name}: {err}") from None
     for name, method in config["methods"].items():
         module = method_module(method["module"])
         try:
@@ -126,3 +164,15 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
     if verify_data:
         for name in datasets_needed(config):
             verify_dataset(name, config["data_dir"])
+        if any(m.get("tune", True) for m in config["methods"].values()):
+            _check_recovery(config["recovery"], len(alpaca_examples(config["data_dir"])))
+
+
+def _check_recovery(recovery: dict[str, Any], n_examples: int) -> None:
+    if recovery["val_size"] >= n_examples:
+        raise ValueError(f"recovery.val_size {recovery['val_size']} leaves no training example: the "
+                         f"{recovery['dataset']} data has {n_examples} examples (allowed: 1..{n_examples - 1})")
+    for key in ("warmup", "eval_every"):
+        if recovery[key] >= 1 and recovery[key] != int(recovery[key]):
+            raise ValueError(f"recovery.{key} {recovery[key]} is neither a whole number of steps nor a fraction "
+                             "(below 1) of the optimizer steps")

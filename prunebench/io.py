@@ -2,6 +2,7 @@
 never half of one, and no temporary behind."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -26,8 +27,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        _name_full_disk(err, path)
         raise
     os.replace(tmp, path)
 
@@ -42,14 +44,23 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp.mkdir(parents=True)
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        _name_full_disk(err, path)
         raise
     shutil.rmtree(old, ignore_errors=True)
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _name_full_disk(err: BaseException, path: Path) -> None:
+    """A full disk surfaces as a bare `[Errno 28] No space left on device` from deep inside a
+    library: say what was being written and what was kept."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        raise OSError(errno.ENOSPC, f"no space left on device while writing {path}; the partial write was "
+                      f"removed and any previous {path.name} is kept: free disk space and rerun") from err
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

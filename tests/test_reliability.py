@@ -133,6 +133,16 @@ BAD_INPUTS = [
      ["zero-shot limit 5000 for 'boolq' is outside 1..3270"]),
     ("limit-unknown-task", lambda c, t: set_in(c, "evaluation.zeroshot.limit", {"boolq": 2, "hellaswag": 2}),
      ["zero-shot limit names tasks not evaluated: ['hellaswag']"]),
+    # A change may return the config's text instead: YAML itself keeps the last of two equal keys.
+    ("duplicated-key", lambda c, t: yaml.safe_dump(c, sort_keys=False) + "ratios: [0.2]\n",
+     ["bad.yaml: key 'ratios' appears twice in one mapping (lines ", "YAML would keep only the last value"]),
+    ("val-size-too-large", lambda c, t: (set_in(c, "methods.random.tune", True), set_in(c, "recovery.val_size", 2000)),
+     ["recovery.val_size 2000 leaves no training example: the alpaca data has 2000 examples (allowed: 1..1999)"]),
+    ("warmup-not-steps", lambda c, t: (set_in(c, "methods.random.tune", True), set_in(c, "recovery.warmup", 2.5)),
+     ["recovery.warmup 2.5 is neither a whole number of steps nor a fraction (below 1) of the optimizer steps"]),
+    ("model-method-params", lambda c, t: set_in(c, "models.tiny.method_params", {"llm_pruner": {"layer_rnage": [1, 3]}}),
+     ["models.tiny.method_params.llm_pruner: method 'llm_pruner' has no parameter 'layer_rnage' "
+      "(did you mean 'layer_range'?)"]),
 ]
 
 
@@ -149,8 +159,10 @@ def bad_runs(finished, tmp_path_factory):
         name, change, _ = case
         tmp = tmp_path_factory.mktemp(name)
         config = copy.deepcopy(good)
-        change(config, tmp)
-        result = run_snakemake(workdir, write_config(tmp / "bad.yaml", config), *PROFILE, check=False)
+        text = change(config, tmp)
+        configfile = tmp / "bad.yaml"
+        configfile.write_text(text) if isinstance(text, str) else write_config(configfile, config)
+        result = run_snakemake(workdir, configfile, *PROFILE, check=False)
         return result.returncode, result.stdout + result.stderr
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -167,6 +179,22 @@ def test_bad_input_is_refused_before_any_job(case, expected, bad_runs):
         assert piece in output, output[-3000:]
     assert "Select jobs to execute" not in output  # refused while parsing: no job was scheduled
     assert after == before  # no result file was written, touched or removed
+
+
+def test_optional_sections_may_be_omitted(finished, tmp_path):
+    """No `recovery`, `benchmark` or `evaluation.zeroshot.tasks`: the schema's defaults (the
+    reference's LoRA recipe, the papers' seven tasks) fill them in and the run is planned."""
+    workdir, good = finished
+    config = copy.deepcopy(good)
+    for key in ("recovery", "benchmark"):
+        config.pop(key, None)
+    del config["evaluation"]["zeroshot"]["tasks"], config["evaluation"]["zeroshot"]["limit"]
+    config["methods"]["random"]["tune"] = True
+    result = run_snakemake(workdir, write_config(tmp_path / "partial.yaml", config), "-n", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "recover" in output and "efficiency" in output
+    assert "resources/data/openbookqa" in output  # the seventh task's data: the default task list
 
 
 @pytest.mark.parametrize("damage", ["truncated", "tampered"])
@@ -222,6 +250,51 @@ def test_a_failed_checkpoint_save_leaves_the_previous_checkpoint(tmp_path, token
     assert verify_checkpoint(path)["method"] == "first"
 
 
+def test_a_full_disk_during_a_checkpoint_write_names_the_output_and_keeps_the_previous_one(tmp_path, tokenizer):
+    import errno
+
+    from conftest import tiny_model
+
+    from prunebench.pruning.checkpoint import save_pruned, verify_checkpoint
+
+    path = tmp_path / "model"
+    save_pruned(tiny_model(), tokenizer, path, {"method": "first"})
+    before = {p.name: sha256_file(p) for p in path.iterdir()}
+
+    class DiskFills:  # half the tokenizer's files are written, then the disk is full
+        def save_pretrained(self, folder):
+            (folder / "tokenizer.json").write_text('{"version": ')
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match=rf"no space left on device while writing {path}; the partial write was "
+                                      r"removed and any previous model is kept") as err:
+        save_pruned(tiny_model(seed=1), DiskFills(), path, {"method": "second"})
+    assert err.value.errno == errno.ENOSPC
+    assert {p.name: sha256_file(p) for p in path.iterdir()} == before
+    assert verify_checkpoint(path)["method"] == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no model.tmp, no model.old
+
+
+def test_job_scripts_take_paths_from_snakemake_and_the_seed_from_the_config():
+    import sys
+    import types
+
+    import torch
+
+    scripts = REPO / "workflow" / "scripts"
+    for script in scripts.glob("*.py"):
+        assert "resources/" not in script.read_text() and "results/" not in script.read_text(), script.name
+    sys.path.insert(0, str(scripts))
+    try:
+        from common import start_job
+    finally:
+        sys.path.remove(str(scripts))
+    threads = torch.get_num_threads()
+    start_job(types.SimpleNamespace(log=[], threads=1, config={"seed": 7}))
+    torch.set_num_threads(threads)
+    assert torch.initial_seed() == 7
+
+
 # --- kill and rerun -----------------------------------------------------------------------------
 
 def incomplete_marks(workdir: Path) -> set[str]:
@@ -244,14 +317,19 @@ def test_sigkill_during_pruning_or_evaluation_then_same_command_resumes(tiny_dir
            "--configfile", str(configfile), *PROFILE]
     log = open(tmp_path / "killed.log", "w")
     run = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    # Wait for the second prune or evaluate job to start, so that earlier jobs have finished.
-    logs = workdir / "results" / "logs"
+    # Kill the moment a prune, recover or evaluate job is running (its output marked incomplete)
+    # after another one has finished, so that the kill interrupts a job and leaves finished ones.
+    def running_after_a_finished_one() -> bool:
+        marks = incomplete_marks(workdir)  # an output exists before Snakemake has taken its job as done
+        outputs = [*(workdir / "results").glob("tiny/*/*/metrics.json"), *(workdir / "results").glob("tiny/*/*/model")]
+        done = [p for p in outputs if str(p.relative_to(workdir)) not in marks]
+        return bool(done) and any(m.startswith("results/tiny/") for m in marks)
+
     deadline = time.monotonic() + 600
-    while len([*logs.glob("prune/**/*.log"), *logs.glob("evaluate/**/*.log")]) < 2:
+    while not running_after_a_finished_one():
         assert run.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "no prune or evaluate job started"
-        time.sleep(0.2)
-    time.sleep(2)
+        assert time.monotonic() < deadline, "no job ran after a finished one"
+        time.sleep(0.05)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
 

@@ -8,9 +8,23 @@ from snakemake.utils import validate
 from methods import method_module
 from prunebench import paths
 from prunebench.calibration import CalibrationSpec
-from prunebench.config import ConfigError, calibration_of, check_config, evaluation_datasets, ratio_label, schema_problem
+from prunebench.config import (
+    ConfigError,
+    calibration_of,
+    check_config,
+    check_unique_keys,
+    evaluation_datasets,
+    method_params,
+    ratio_label,
+    schema_problem,
+)
 from prunebench.sources.datasets import CORPORA
 
+try:
+    for configfile in workflow.configfiles:  # before Snakemake's merge hides a repeated key
+        check_unique_keys(configfile)
+except ConfigError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
 try:
     validate(config, schema="../schemas/config.schema.yaml")  # also fills in the schema's defaults
 except WorkflowError:

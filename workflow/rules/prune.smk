@@ -51,6 +51,7 @@ rule prune:
         directory(f"{paths.RESULT}/model"),
     params:
         method=lambda wc: METHODS[wc.method],
+        params=lambda wc: method_params(config, wc.model, wc.method),
         seed=config["seed"],
         device=config["device"],
     threads: THREADS

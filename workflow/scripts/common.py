@@ -1,4 +1,5 @@
-"""What every workflow script does first: log to the rule's log file, use the job's threads."""
+"""What every workflow script does first: log to the rule's log file, use the job's threads, seed
+torch from the config."""
 from __future__ import annotations
 
 import logging
@@ -25,4 +26,4 @@ def start_job(snakemake) -> None:
         sys.stdout = sys.stderr = log
         logging.basicConfig(stream=log, level=logging.INFO, force=True)
     torch.set_num_threads(max(1, snakemake.threads))
-    torch.manual_seed(0)
+    torch.manual_seed(snakemake.config["seed"])

@@ -30,7 +30,7 @@ with watch("load"):
 shapes = Shapes.of(model)
 params_dense = sum(p.numel() for p in model.parameters())
 with watch("prune"):
-    plan = prune_model(model, module, float(wc.ratio), calib, method.get("params") or {}, mask=method.get("mask", False))
+    plan = prune_model(model, module, float(wc.ratio), calib, sm.params.params, mask=method.get("mask", False))
 structure = plan.summary(shapes)
 print(f"{wc.method} at {wc.ratio}: removed {structure['removed_fraction']:.4f} of attention+MLP parameters, "
       f"{watch.times}")
@@ -39,7 +39,7 @@ save_pruned(model, tokenizer, sm.output[0], {
     "base_manifest": {k: v for k, v in read_json(f"{sm.input.model}/manifest.json").items() if k != "architecture"},
     "method": wc.method,
     "module": method["module"],
-    "params": method.get("params") or {},
+    "params": sm.params.params,
     "mask": method.get("mask", False),
     "ratio": float(wc.ratio),
     "calibration": {"id": spec.id, "description": spec.describe(), "substitutes": method["calibration"].get("substitutes")}
