@@ -54,20 +54,18 @@ def prune(model, ratio: float, calib: Calibration, *,
         raise ValueError(f"layer_range {[start, end]} is outside 0..{shapes.layers} or empty")
     local = solve_local_ratio(shapes, ratio, end - start) if channel_ratio is None else channel_ratio
     units_removed, channels_removed = local_counts(shapes, local)
-    layers = range(start, end)
-    share = None
+    layers, gradient, share = range(start, end), importance in GRADIENT, None
     if importance == "random":
         scores = random_scores(shapes, layers, calib.seed)
     else:
         per_channel, share = (slice_importance(model, calib.tokens, importance, layers, PRECISION[precision])
-                              if importance in GRADIENT else magnitude_importance(model, layers))
+                              if gradient else magnitude_importance(model, layers))
         scores = {i: group_importance(per_channel[i], shapes, aggregation) for i in layers}
     kept_units = [list(range(shapes.kv_heads))] * shapes.layers
     kept_channels = [list(range(shapes.intermediate))] * shapes.layers
     for i, (unit_scores, channel_scores) in scores.items():
         kept_units[i] = keep_top(unit_scores, units_removed)
         kept_channels[i] = keep_top(channel_scores, channels_removed)
-    gradient = importance in GRADIENT
     return PruningPlan.from_units(shapes, kept_units, kept_channels, details={
         "importance": importance, "aggregation": aggregation, "layer_range": [start, end],
         "channel_ratio": local, "precision": precision if gradient else None,

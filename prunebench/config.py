@@ -82,9 +82,14 @@ def datasets_needed(config: dict[str, Any]) -> list[str]:
     """Every dataset folder the configured run reads."""
     names = evaluation_datasets(config["evaluation"])
     names |= {CORPORA[m["calibration"]["corpus"]].dataset for m in config["methods"].values() if m.get("calibration")}
-    if any(m.get("tune", True) for m in config["methods"].values()):
+    if _recovers(config):
         names.add(config["recovery"]["dataset"])
     return sorted(names)
+
+
+def _recovers(config: dict[str, Any]) -> bool:
+    """Whether any method entry is also recovered (w/ tune)."""
+    return any(m.get("tune", True) for m in config["methods"].values())
 
 
 def schema_problem(config: dict[str, Any], schema_file: str | Path) -> str:
@@ -161,18 +166,15 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
             raise ValueError(f"method {name!r}: unknown calibration corpus {cal['corpus']!r}; "
                              f"allowed: {', '.join(sorted(CORPORA))}")
     _check_evaluation(config["evaluation"])
-    if verify_data:
-        for name in datasets_needed(config):
-            verify_dataset(name, config["data_dir"])
-        if any(m.get("tune", True) for m in config["methods"].values()):
-            _check_recovery(config["recovery"], len(alpaca_examples(config["data_dir"])))
-
-
-def _check_recovery(recovery: dict[str, Any], n_examples: int) -> None:
-    if recovery["val_size"] >= n_examples:
-        raise ValueError(f"recovery.val_size {recovery['val_size']} leaves no training example: the "
-                         f"{recovery['dataset']} data has {n_examples} examples (allowed: 1..{n_examples - 1})")
-    for key in ("warmup", "eval_every"):
+    recovery = config["recovery"] if _recovers(config) else None
+    for key in ("warmup", "eval_every") if recovery else ():
         if recovery[key] >= 1 and recovery[key] != int(recovery[key]):
             raise ValueError(f"recovery.{key} {recovery[key]} is neither a whole number of steps nor a fraction "
                              "(below 1) of the optimizer steps")
+    if verify_data:
+        for name in datasets_needed(config):
+            verify_dataset(name, config["data_dir"])
+        n_examples = len(alpaca_examples(config["data_dir"])) if recovery else 0
+        if recovery and recovery["val_size"] >= n_examples:
+            raise ValueError(f"recovery.val_size {recovery['val_size']} leaves no training example: the "
+                             f"{recovery['dataset']} data has {n_examples} examples (allowed: 1..{n_examples - 1})")
