@@ -126,9 +126,8 @@ def test_half_precision_model_gets_the_units_of_its_float32_twin(importance):
     model holding the same (float16-representable) weights keep the same units, and the float16
     model is float16 again afterwards. Small weights (std 0.002) make many W*g products smaller than
     float16's smallest subnormal (6e-8): a pass in float16 keeps other units for every importance."""
-    from transformers import LlamaForCausalLM
-
     from conftest import tiny_config
+    from transformers import LlamaForCausalLM
 
     config = tiny_config(kv_heads=2, layers=4)
     config.initializer_range = 0.002

@@ -246,7 +246,8 @@ def flap_model_and_stats():
             layer.self_attn.o_proj.weight.copy_(torch.eye(8))
             layer.mlp.down_proj.weight.copy_(torch.eye(8)[:, [j % 8 for j in range(12)]])
     t = lambda rows: [torch.tensor(r, dtype=torch.float64) for r in rows]  # noqa: E731
-    stats = ActivationStats(mean={"attn": t(ATTN_MEAN), "mlp": t(MLP_MEAN)}, var={"attn": t(ATTN_VAR), "mlp": t(MLP_VAR)},
+    stats = ActivationStats(mean={"attn": t(ATTN_MEAN), "mlp": t(MLP_MEAN)},
+                            var={"attn": t(ATTN_VAR), "mlp": t(MLP_VAR)},
                             sqnorm={"attn": t(ATTN_VAR), "mlp": t(MLP_VAR)}, tokens=100)
     return model, stats
 
@@ -331,7 +332,8 @@ def test_near_ties_are_broken_by_index_not_by_rounding_noise():
 def test_scores_without_spread_are_refused_naming_the_layer():
     model, stats = flap_model_and_stats()
     stats.var["mlp"][1] = torch.full((12,), 2.5, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"layer 1 MLP scores: all 12 scores equal 2.5, so their z-scores are undefined"):
+    with pytest.raises(ValueError, match=r"layer 1 MLP scores: all 12 scores equal 2.5, so their z-scores are "
+                                         r"undefined"):
         prune_model(model, method_module("flap"), 0.3, Calibration(activations=stats), {})
 
 

@@ -140,7 +140,8 @@ BAD_INPUTS = [
      ["recovery.val_size 2000 leaves no training example: the alpaca data has 2000 examples (allowed: 1..1999)"]),
     ("warmup-not-steps", lambda c, t: (set_in(c, "methods.random.tune", True), set_in(c, "recovery.warmup", 2.5)),
      ["recovery.warmup 2.5 is neither a whole number of steps nor a fraction (below 1) of the optimizer steps"]),
-    ("model-method-params", lambda c, t: set_in(c, "models.tiny.method_params", {"llm_pruner": {"layer_rnage": [1, 3]}}),
+    ("model-method-params",
+     lambda c, t: set_in(c, "models.tiny.method_params", {"llm_pruner": {"layer_rnage": [1, 3]}}),
      ["models.tiny.method_params.llm_pruner: method 'llm_pruner' has no parameter 'layer_rnage' "
       "(did you mean 'layer_range'?)"]),
 ]

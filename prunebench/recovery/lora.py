@@ -125,6 +125,7 @@ def train_lora(model, tokenizer, examples: list[dict[str, str]], settings: dict[
     torch.manual_seed(seed)
     train, val = split_examples(tokenizer, examples, settings, rng)
     accumulation = max(1, settings["batch"] // settings["micro_batch"])
+    batch = accumulation * settings["micro_batch"]  # the effective batch
     steps = settings.get("steps") or math.ceil(settings["epochs"] * len(train) / settings["batch"])
     warmup = schedule_steps(settings["warmup"], steps)
     eval_every = max(1, schedule_steps(settings["eval_every"], steps))
@@ -143,8 +144,8 @@ def train_lora(model, tokenizer, examples: list[dict[str, str]], settings: dict[
     peft_model.eval()
     log = {"train_examples": len(train), "val_examples": len(val),
            "dropped_examples": len(examples) - len(train) - len(val),
-           "schedule": {"steps": steps, "epochs": round(steps * settings["batch"] / len(train), 3),
-                        "batch": accumulation * settings["micro_batch"], "warmup_steps": warmup,
+           "schedule": {"steps": steps, "epochs": round(steps * batch / len(train), 3), "batch": batch,
+                        "warmup_steps": warmup,
                         "eval_every_steps": eval_every, "lr": settings["lr"], "weight_decay": settings["weight_decay"],
                         "max_grad_norm": settings["max_grad_norm"]},
            "val_loss": [(0, validation_loss(peft_model, val, settings["micro_batch"], pad_id))],

@@ -7,8 +7,8 @@ from __future__ import annotations
 from ..evaluation.zeroshot import task_config
 from .results import COLUMN_LABELS, DATASET_LABELS, Results, method_label, setting_label
 
-__all__ = ["DAGGER", "perplexity_notes", "full_perplexity_notes", "zeroshot_notes", "calibration_notes", "recovery_notes", "same_model_notes", "data_note",
-           "efficiency_notes"]
+__all__ = ["DAGGER", "perplexity_notes", "full_perplexity_notes", "zeroshot_notes", "calibration_notes",
+           "recovery_notes", "same_model_notes", "data_note", "efficiency_notes"]
 
 DAGGER = "†"
 

@@ -21,9 +21,9 @@ PPL_COLUMNS = ["wikitext2", "ptb", "ptb_test"]  # "ptb": the validation split, a
 TASK_COLUMNS = ["boolq", "piqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"]
 SUMMARY_COLUMNS = ["model", "method", "ratio", "tune", "params", "params_kept", *PPL_COLUMNS, *TASK_COLUMNS,
                    "average"]
-COLUMN_LABELS = {"wikitext2": "WikiText2↓", "ptb": "PTB↓", "ptb_test": "PTB test↓", "boolq": "BoolQ", "piqa": "PIQA",
-                 "hellaswag": "HellaSwag", "winogrande": "WinoGrande", "arc_e": "ARC-e", "arc_c": "ARC-c",
-                 "obqa": "OBQA", "average": "Average", "removed_fraction": "Removed %"}
+COLUMN_LABELS = {"wikitext2": "WikiText2↓", "ptb": "PTB↓", "ptb_test": "PTB test↓", "boolq": "BoolQ",
+                 "piqa": "PIQA", "hellaswag": "HellaSwag", "winogrande": "WinoGrande", "arc_e": "ARC-e",
+                 "arc_c": "ARC-c", "obqa": "OBQA", "average": "Average", "removed_fraction": "Removed %"}
 DATASET_LABELS = {"wikitext2": "WikiText-2", "ptb": "PTB", "ptb_test": "PTB test"}
 
 # Rows read from baselines to the papers' methods, dense first; unknown methods follow by name.
