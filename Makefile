@@ -10,18 +10,30 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test setup report
+.PHONY: run test setup report extended gpu-smoke
 run: setup
 	$(BIN)/snakemake --profile $(PROFILE)
 	$(BIN)/snakemake --profile $(PROFILE) --report reports/report.html
+
+# The default suite plus config/extended.yaml's rows, into the same results/ and reports/.
+EXTENDED := --configfile config/default.yaml config/extended.yaml
+extended: setup
+	$(BIN)/snakemake --profile $(PROFILE) $(EXTENDED)
+	$(BIN)/snakemake --profile $(PROFILE) $(EXTENDED) --report reports/report.html
+
+# On a machine with a CUDA GPU: the tiny suite in float16 and bfloat16 (README, Contributing).
+gpu-smoke: setup
+	$(BIN)/python tests/gpu_smoke.py
 
 report: setup
 	$(BIN)/snakemake --profile $(PROFILE) --report reports/report.html
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite. Two workers, a
 # test file each: the workflow tests wait on Snakemake and Slurm about half of the time.
+# PYTEST_ARGS=--fail-on-skip (what CI runs) makes every skipped test a failure.
+PYTEST_ARGS ?=
 test: setup
-	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 setup: $(VENV)/.installed
 
