@@ -51,7 +51,7 @@ def prune(model, ratio: float, calib: Calibration, *,
             kept_units.append(list(range(shapes.kv_heads)))
             kept_channels.append(list(range(shapes.intermediate)))
     return PruningPlan.from_units(shapes, kept_units, kept_channels, details={
-        "importance": importance, "aggregation": aggregation, "layer_range": [start, end],
+        "importance": importance, "aggregation": aggregation, "attention_unit": "kv_group", "layer_range": [start, end],
         "channel_ratio": local, "calibration_tokens": list(calib.tokens.shape), "second_order_share": share,
         "memory_at_paper_scale": paper_scale_memory(importance)})
 
