@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import yaml
 
-from ..sources.bos import adds_bos, read_back
+from ..sources.bos import adds_bos, read_back, resolve_bos
 
 __all__ = ["TASKS_DIR", "available_tasks", "task_config", "build_tasks", "check_limits", "harness",
            "harness_bos", "evaluate_zeroshot"]
@@ -75,12 +75,12 @@ def _sample_indices(size: int, n: int | None, seed: int) -> list[int]:
 
 
 def harness(model, tokenizer, batch_size: int, bos: str):
-    """lm-eval's HF model for a resolved BOS policy: every request begins with BOS under
-    every-window (lm-eval's `add_bos_token`, on a tokenizer copy that adds it if this one does not),
-    with none under text-start (as the papers' lm-eval 0.3) and none."""
+    """lm-eval's HF model under the BOS policy `bos`: every request begins with BOS under
+    every-window (lm-eval's `add_bos_token`, on a tokenizer copy that adds it if this one does not);
+    no request does under text-start (as in the papers' lm-eval 0.3) and none."""
     from lm_eval.models.huggingface import HFLM
 
-    add = bos == "every-window"
+    add = resolve_bos(bos, tokenizer) == "every-window"
     if add and not adds_bos(tokenizer):
         tokenizer = copy.deepcopy(tokenizer)
         tokenizer.add_bos_token = True
@@ -97,8 +97,8 @@ def harness_bos(lm) -> dict[str, Any]:
 @torch.inference_mode()
 def evaluate_zeroshot(model, tokenizer, tasks: list[str], data_root: str | Path, *,
                       limit: int | dict[str, int | None] | None = None, seed: int = 0,
-                      batch_size: int = 16, bos: str = "none") -> dict[str, Any]:
-    """Score each task zero-shot under the resolved BOS policy `bos`; returns per task the reported
+                      batch_size: int = 16, bos: str = "auto") -> dict[str, Any]:
+    """Score each task zero-shot under the BOS policy `bos`; returns per task the reported
     metric, its stderr, all metrics and the harness's BOS setting read back (`harness_bos`)."""
     import lm_eval
 
