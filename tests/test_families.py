@@ -213,6 +213,8 @@ REFUSED = {
                                          "decoder layers lack mlp.gate_proj, mlp.up_proj, mlp.down_proj (mlp is "
                                          "Qwen2MoeSparseMoeBlock with gate, experts, shared_expert, "
                                          "shared_expert_gate)"]),
+    "t5": ("T5Config", {}, ["t5 (T5Config, model_type 't5') cannot be pruned correctly: it is not a causal "
+                            "language model"]),
 }
 
 

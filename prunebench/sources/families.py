@@ -78,11 +78,15 @@ def layout_problems(model: nn.Module) -> list[str]:
 def refusal(config) -> str | None:
     """Why a model of `config` cannot be pruned correctly (family, what is missing or unsupported,
     the supported families), or None when it can."""
-    model = meta_model(config)
-    problems = layout_problems(model)
+    try:
+        model = meta_model(config)
+    except ValueError:  # transformers has no causal-LM class for this config
+        architecture, problems = type(config).__name__, ["it is not a causal language model"]
+    else:
+        architecture, problems = type(model).__name__, layout_problems(model)
     if config.model_type in SUPPORTED and not problems:
         return None
     why = "; ".join(problems) or "its family is not among those tested with every method and the surgery"
     supported = ", ".join(f"{name} ({model_type})" for model_type, name in SUPPORTED.items())
-    return (f"{family_name(config.model_type)} ({type(model).__name__}, model_type {config.model_type!r}) cannot be "
+    return (f"{family_name(config.model_type)} ({architecture}, model_type {config.model_type!r}) cannot be "
             f"pruned correctly: {why}. Supported families: {supported}")
