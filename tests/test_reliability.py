@@ -313,7 +313,8 @@ def test_every_result_names_its_provenance_and_the_summary_traces_back(finished)
         metrics = json.loads(path.read_text())
         assert (metrics["params"], metrics["perplexity"]["wikitext2"]["ppl"]) == (row.params, row.wikitext2)
         prov = metrics["provenance"]
-        assert prov["config"]["models"] == config["models"] and prov["config_files"]
+        assert prov["config"]["models"] == {"tiny": {**config["models"]["tiny"], "bos": "auto"}}  # schema default
+        assert prov["config_files"]
         assert prov["model_source"] == config["models"]["tiny"]["source"]
         assert prov["dense_model_sha256"]["model.safetensors"] == sha256_file(
             workdir / "resources" / "models" / "tiny" / "model.safetensors")
