@@ -1,9 +1,10 @@
 """FLAP: fluctuation-based adaptive structured pruning (An et al., arXiv 2312.11983).
 
 Score each input channel of o_proj/down_proj by how much its fluctuation matters (WIFV =
-Var(X_j) * ||W[:, j]||^2), standardize the scores per layer and module, rank every KV group and
-MLP channel of the model together weighted by its parameter cost (AL-AM), and add the removed
-channels' mean contribution to the output bias so that the expected output is unchanged.
+Var(X_j) * ||W[:, j]||^2), standardize the scores per layer and module, rank every attention unit
+(KV group, or query-head rank with `attention_unit: query_heads`) and MLP channel of the model
+together weighted by its parameter cost (AL-AM), and add the removed channels' mean contribution to
+the output bias so that the expected output is unchanged.
 """
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ import torch
 from prunebench.calibration import Calibration
 from prunebench.pruning.scores import input_channel_scores
 from prunebench.pruning.structure import (
+    AttentionUnit,
     PruningPlan,
     Shapes,
-    group_scores,
+    attention_plan,
     keep_global,
     keep_top,
     standardize,
     uniform_counts,
     uniform_plan,
+    unit_scores,
 )
 
 NEEDS = "activations"
@@ -34,40 +37,45 @@ def prune(model, ratio: float, calib: Calibration, *,
           attention_metric: Literal["reference", "paper"] = "reference",
           remove_heads: int | None = None,
           match_params: bool = True,
-          compensate: bool = True) -> PruningPlan:
+          compensate: bool = True,
+          attention_unit: AttentionUnit = "kv_group") -> PruningPlan:
     """`attention_metric="reference"` squares the o_proj metric once more before standardizing, as
-    FLAP's code does (unlike the paper's formula, `"paper"`). `remove_heads` (KV groups in the
-    whole model) fixes the attention budget of UL-MM/AL-MM, default int(ratio * all groups); their
+    FLAP's code does (unlike the paper's formula, `"paper"`). `remove_heads` (attention units in the
+    whole model) fixes the attention budget of UL-MM/AL-MM, default int(ratio * all units); their
     MLP channels take the rest of the budget (`mlp_channels_removed`). `match_params` (UL-UM) solves
     the channel count for the parameter budget, see uniform_counts. UL-* rank each layer's raw
-    scores (a KV group: the sum over its channels), AL-* the per-layer z-scores (a group: their mean)."""
+    scores (a unit: the sum over its channels), AL-* the per-layer z-scores (a unit: their mean)."""
     shapes = Shapes.of(model)
+    unit = attention_unit
     attn, mlp = input_channel_scores(model, metric, calib.activations)
     if attention_metric == "reference":
         attn = [a ** 2 for a in attn]
-    details = {"metric": metric, "structure": structure, "attention_metric": attention_metric}
-    heads_removed = int(ratio * shapes.layers * shapes.kv_heads) if remove_heads is None else remove_heads
+    details = {"metric": metric, "structure": structure, "attention_metric": attention_metric, "attention_unit": unit}
+    n_units = shapes.units(unit)
+    heads_removed = int(ratio * shapes.layers * n_units) if remove_heads is None else remove_heads
     if structure in ("UL-UM", "UL-MM"):  # per layer, on the raw scores (the reference standardizes only for AL-*)
         per_layer = heads_removed // shapes.layers
-        counts = (uniform_counts(shapes, ratio, match_params) if structure == "UL-UM"
-                  else (per_layer, mlp_channels_removed(shapes, ratio, per_layer, 1)))
-        return uniform_plan(shapes, attn, mlp, counts, compensate=compensate, details=details)
-    unit_z = [group_scores(standardize(a, f"layer {i} attention scores"), shapes, "mean") for i, a in enumerate(attn)]
+        counts = (uniform_counts(shapes, ratio, match_params, unit) if structure == "UL-UM"
+                  else (per_layer, mlp_channels_removed(shapes, ratio, shapes.attention_removed(unit, per_layer), 1)))
+        return uniform_plan(shapes, attn, mlp, counts, unit, compensate=compensate, details=details)
+    attn_z = [standardize(a, f"layer {i} attention scores") for i, a in enumerate(attn)]
+    unit_z = [unit_scores(a, shapes, unit, "mean") for a in attn_z]
     mlp_z = [standardize(m, f"layer {i} MLP scores") for i, m in enumerate(mlp)]
     if structure == "AL-AM":
-        units, channels = keep_global(unit_z, mlp_z, shapes, 1 - ratio)
+        units, channels = keep_global(unit_z, mlp_z, shapes, 1 - ratio, unit)
     else:
-        channels_removed = mlp_channels_removed(shapes, ratio, heads_removed, shapes.layers)
-        units = _per_layer(keep_top(torch.cat(unit_z), heads_removed), shapes.kv_heads, shapes.layers)
+        units = _per_layer(keep_top(torch.cat(unit_z), heads_removed), n_units, shapes.layers)
+        removed = sum(shapes.attention_removed(unit, n_units - len(kept)) for kept in units)
+        channels_removed = mlp_channels_removed(shapes, ratio, removed, shapes.layers)
         channels = _per_layer(keep_top(torch.cat(mlp_z), channels_removed), shapes.intermediate, shapes.layers)
-    return PruningPlan.from_units(shapes, units, channels, compensate=compensate, details=details)
+    return attention_plan(shapes, unit, attn_z, units, channels, compensate=compensate, details=details)
 
 
-def mlp_channels_removed(shapes: Shapes, ratio: float, units_removed: int, layers: int) -> int:
+def mlp_channels_removed(shapes: Shapes, ratio: float, attention_removed: int, layers: int) -> int:
     """FLAP's `cal_remove_neuron`: the MLP channels that `layers` layers lose so that, with
-    `units_removed` KV groups gone from them, they lose `ratio` of their parameters, floored as
-    the reference does (the 1e-9 keeps an exact product from flooring one below)."""
-    left = layers * ratio * shapes.layer_params - units_removed * shapes.unit_cost
+    `attention_removed` attention parameters gone from them, they lose `ratio` of their parameters,
+    floored as the reference does (the 1e-9 keeps an exact product from flooring one below)."""
+    left = layers * ratio * shapes.layer_params - attention_removed
     return min(max(math.floor(left / shapes.channel_cost + 1e-9), 0), layers * shapes.intermediate)
 
 

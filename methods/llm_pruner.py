@@ -67,7 +67,7 @@ def prune(model, ratio: float, calib: Calibration, *,
         kept_units[i] = keep_top(unit_scores, units_removed)
         kept_channels[i] = keep_top(channel_scores, channels_removed)
     return PruningPlan.from_units(shapes, kept_units, kept_channels, details={
-        "importance": importance, "aggregation": aggregation, "layer_range": [start, end],
+        "importance": importance, "aggregation": aggregation, "attention_unit": "kv_group", "layer_range": [start, end],
         "channel_ratio": local, "precision": precision if gradient else None,
         "calibration_tokens": list(calib.tokens.shape) if gradient else None, "second_order_share": share,
         "memory_at_paper_scale": paper_scale_memory(importance, precision) if gradient else None})

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from prunebench.calibration import Calibration
 from prunebench.pruning.scores import input_channel_scores
-from prunebench.pruning.structure import PruningPlan, Shapes, uniform_counts, uniform_plan
+from prunebench.pruning.structure import AttentionUnit, PruningPlan, Shapes, uniform_counts, uniform_plan
 
 NEEDS = None
 
 
-def prune(model, ratio: float, calib: Calibration, *, match_params: bool = True) -> PruningPlan:
+def prune(model, ratio: float, calib: Calibration, *, match_params: bool = True,
+          attention_unit: AttentionUnit = "kv_group") -> PruningPlan:
     shapes = Shapes.of(model)
     attn, mlp = input_channel_scores(model, "L2")
-    return uniform_plan(shapes, attn, mlp, uniform_counts(shapes, ratio, match_params),
-                        details={"metric": "L2", "structure": "UL-UM"})
+    return uniform_plan(shapes, attn, mlp, uniform_counts(shapes, ratio, match_params, attention_unit), attention_unit,
+                        details={"metric": "L2", "structure": "UL-UM", "attention_unit": attention_unit})

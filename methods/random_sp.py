@@ -4,15 +4,19 @@ from __future__ import annotations
 import torch
 
 from prunebench.calibration import Calibration
-from prunebench.pruning.structure import PruningPlan, Shapes, keep_uniform, uniform_counts
+from prunebench.pruning.structure import AttentionUnit, PruningPlan, Shapes, uniform_counts, uniform_plan
 
 NEEDS = None
 
 
-def prune(model, ratio: float, calib: Calibration, *, match_params: bool = True) -> PruningPlan:
+def prune(model, ratio: float, calib: Calibration, *, match_params: bool = True,
+          attention_unit: AttentionUnit = "kv_group") -> PruningPlan:
     shapes = Shapes.of(model)
     rng = torch.Generator().manual_seed(calib.seed)
-    units = [torch.rand(shapes.kv_heads, generator=rng) for _ in range(shapes.layers)]
+    width = shapes.kv_heads if attention_unit == "kv_group" else shapes.heads
+    draws = [torch.rand(width, generator=rng) for _ in range(shapes.layers)]
     channels = [torch.rand(shapes.intermediate, generator=rng) for _ in range(shapes.layers)]
-    kept_units, kept_channels = keep_uniform(units, channels, *uniform_counts(shapes, ratio, match_params))
-    return PruningPlan.from_units(shapes, kept_units, kept_channels, details={"structure": "UL-UM"})
+    # each unit's draw on every o_proj input channel it owns (float64: the group sums keep the order)
+    attn = [d.double().repeat_interleave(shapes.heads * shapes.head_dim // width) for d in draws]
+    return uniform_plan(shapes, attn, channels, uniform_counts(shapes, ratio, match_params, attention_unit),
+                        attention_unit, details={"structure": "UL-UM", "attention_unit": attention_unit})

@@ -1,6 +1,6 @@
 """PruneBench's shared library, organised by the stages of the pipeline:
 
-  sources      data files and model sources (verification, materialisation, readers)
+  sources      data files and model sources (verification, materialisation, readers, families, BOS)
   calibration  calibration windows and the dense model's activation statistics
   pruning      the method interface, scores, structure, surgery and checkpoints
   recovery     LoRA post-training of a pruned model

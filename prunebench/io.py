@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["atomic_path", "atomic_dir", "write_json", "read_json", "save_tensors", "load_tensors"]
+__all__ = ["atomic_path", "atomic_dir", "write_json", "read_json", "save_tensors", "load_tensors", "tensors_metadata"]
 
 
 @contextmanager
@@ -80,9 +80,13 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
 
-def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def tensors_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON `metadata` of a `save_tensors` file, without reading its tensors."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get("metadata", "{}"))
-    return load_file(str(path)), meta
+        return json.loads((f.metadata() or {}).get("metadata", "{}"))
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    return load_file(str(path)), tensors_metadata(path)

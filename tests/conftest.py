@@ -66,6 +66,21 @@ def tokenizer(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def bos_tokenizer(tmp_path_factory, tokenizer):
+    """SmolLM2's tokenizer reconfigured to add its BOS token <|im_start|> (id 1) before every text,
+    as LLaMA's and Gemma's tokenizers do; saved and reloaded like a model's tokenizer."""
+    import copy
+
+    from transformers import AutoTokenizer
+
+    tok = copy.deepcopy(tokenizer)
+    tok.add_bos_token = True
+    out = tmp_path_factory.mktemp("bos-tokenizer")
+    tok.save_pretrained(out)
+    return AutoTokenizer.from_pretrained(out)
+
+
+@pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory, tokenizer) -> Path:
     """A tiny GQA model saved as an ordinary HF directory (a `path:` model source)."""
     out = tmp_path_factory.mktemp("tiny-llama")
@@ -77,6 +92,43 @@ def tiny_dir(tmp_path_factory, tokenizer) -> Path:
 
 def tokens(n: int = 4, seqlen: int = 32, vocab: int = 49152, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, vocab, (n, seqlen), generator=torch.Generator().manual_seed(seed))
+
+
+def greedy_without_cache(model, prompt: torch.Tensor, n: int) -> torch.Tensor:
+    """`prompt` and its `n` greedy next tokens, each step recomputing the whole text (no KV cache)."""
+    ids = prompt
+    with torch.no_grad():
+        for _ in range(n):
+            ids = torch.cat([ids, model(ids, use_cache=False).logits[:, -1:].argmax(-1)], dim=1)
+    return ids
+
+
+def _projection_inputs(model, ids) -> dict:
+    """The inputs of every o_proj and down_proj on `ids`, per (layer, module)."""
+    captured = {}
+    hooks = [layer.get_submodule(name).register_forward_pre_hook(
+        lambda _m, args, key=(i, name): captured.__setitem__(key, args[0].reshape(-1, args[0].shape[-1])))
+        for i, layer in enumerate(model.model.layers) for name in ("self_attn.o_proj", "mlp.down_proj")]
+    with torch.no_grad():
+        model(ids)
+    for h in hooks:
+        h.remove()
+    return captured
+
+
+def assert_mean_output_kept(dense, pruned, plan, ids) -> None:
+    """Bias compensation, measured on the calibration tokens `ids`: every pruned o_proj and
+    down_proj, fed the dense model's inputs it kept, gives the dense projection's mean output."""
+    inputs = _projection_inputs(dense, ids)
+    head_dim = dense.model.layers[0].self_attn.head_dim
+    for i, keep in enumerate(plan.layers):
+        for name, kept in (("self_attn.o_proj", [h * head_dim + d for h in keep.q_heads for d in range(head_dim)]),
+                           ("mlp.down_proj", keep.channels)):
+            x = inputs[(i, name)]
+            with torch.no_grad():
+                dense_mean = dense.model.layers[i].get_submodule(name)(x).mean(0)
+                pruned_mean = pruned.model.layers[i].get_submodule(name)(x[:, kept]).mean(0)
+            assert torch.linalg.norm(pruned_mean - dense_mean) <= 1e-4 * torch.linalg.norm(dense_mean) + 1e-7
 
 
 # --- the workflow on the tiny model -------------------------------------------------------------
@@ -115,8 +167,7 @@ def tiny_suite_config(model_dir: Path, data_root: Path, tune: dict[str, bool] | 
         "evaluation": {
             "perplexity": {"datasets": ["wikitext2", "ptb"], "seqlen": 64, "max_windows": 4, "batch_size": 4,
                            "full_for_dense": False},  # the full sets: a minute for nothing here
-            "zeroshot": {"tasks": ["boolq", "hellaswag"], "limit": 3, "seed": 0,
-                         "batch_size": 8, "add_bos_token": False},
+            "zeroshot": {"tasks": ["boolq", "hellaswag"], "limit": 3, "seed": 0, "batch_size": 8},
         },
         "benchmark": {"enabled": True, "prefill_batches": [1], "prefill_tokens": 16, "decode_tokens": 2,
                       "repeats": 1},

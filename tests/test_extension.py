@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 import torch
+from conftest import tiny_model, tokens
 
 import methods
-from conftest import tiny_model, tokens
 from methods import available_methods, method_module
 from prunebench.calibration import Calibration
 from prunebench.config import ConfigError, check_config
@@ -66,7 +66,6 @@ def test_a_module_on_the_method_path_is_a_method(guide_method, tmp_path, tokeniz
 
 def test_a_config_entry_names_the_new_module(guide_method, data_root):
     import yaml
-
     from conftest import REPO
 
     config = yaml.safe_load((REPO / "config" / "default.yaml").read_text())

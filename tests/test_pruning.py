@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, tokens
+from conftest import REPO, assert_mean_output_kept, greedy_without_cache, tokens
 
 from methods import method_module
 from prunebench.calibration import Calibration
@@ -94,36 +94,13 @@ def test_removal_equals_masking(model, module, ratio):
     assert sum(p.numel() for p in removed.parameters()) < sum(p.numel() for p in model.parameters())
 
 
-def _dense_inputs(model, ids):
-    """The inputs of every o_proj and down_proj on the dense model."""
-    captured = {}
-    hooks = [layer.get_submodule(name).register_forward_pre_hook(
-        lambda _m, args, key=(i, name): captured.__setitem__(key, args[0].reshape(-1, args[0].shape[-1])))
-        for i, layer in enumerate(model.model.layers) for name in ("self_attn.o_proj", "mlp.down_proj")]
-    with torch.no_grad():
-        model(ids)
-    for h in hooks:
-        h.remove()
-    return captured
-
-
 def test_bias_compensation_restores_mean_output(model):
     ids = tokens(8, 32)
     stats = collect_activation_stats(model, ids)
-    inputs = _dense_inputs(model, ids)
-    shapes = Shapes.of(model)
     pruned_model = copy.deepcopy(model)
     plan = prune_model(pruned_model, method_module("flap"), 0.5, Calibration(activations=stats), {})
     assert plan.compensate
-    head_dim = shapes.head_dim
-    for i, keep in enumerate(plan.layers):
-        for name, kept in (("self_attn.o_proj", [h * head_dim + d for h in keep.q_heads for d in range(head_dim)]),
-                           ("mlp.down_proj", keep.channels)):
-            x = inputs[(i, name)]
-            dense_mean = model.model.layers[i].get_submodule(name)(x).mean(0)
-            new = pruned_model.model.layers[i].get_submodule(name)
-            pruned_mean = new(x[:, kept]).mean(0)
-            assert torch.linalg.norm(pruned_mean - dense_mean) <= 1e-4 * torch.linalg.norm(dense_mean) + 1e-7
+    assert_mean_output_kept(model, pruned_model, plan, ids)
 
 
 def test_layer_without_heads_runs_and_generates(model):
@@ -141,10 +118,7 @@ def test_layer_without_heads_runs_and_generates(model):
     prompt = tokens(1, 6, seed=3)
     with torch.no_grad():
         out = removed.generate(prompt, max_new_tokens=5, do_sample=False, use_cache=True)
-        ref = prompt
-        for _ in range(5):
-            ref = torch.cat([ref, removed(ref, use_cache=False).logits[:, -1:].argmax(-1)], dim=1)
-    assert torch.equal(out, ref)
+    assert torch.equal(out, greedy_without_cache(removed, prompt, 5))
 
 
 def _skipping(model, skipped: list[int]):
@@ -174,10 +148,7 @@ def test_removed_layers_are_gone_and_equal_skipping_them(model, tmp_path, tokeni
     prompt = tokens(1, 6, seed=3)  # generation with a KV cache over the renumbered layers
     with torch.no_grad():
         out = reloaded.generate(prompt, max_new_tokens=5, do_sample=False, use_cache=True)
-        ref = prompt
-        for _ in range(5):
-            ref = torch.cat([ref, masked(ref, use_cache=False).logits[:, -1:].argmax(-1)], dim=1)
-    assert torch.equal(out, ref)
+    assert torch.equal(out, greedy_without_cache(masked, prompt, 5))
 
 
 @pytest.mark.parametrize("removed, message", [([3], "distinct indices in 0..2"), ([1, 1], "distinct"),

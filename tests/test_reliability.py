@@ -110,10 +110,14 @@ BAD_INPUTS = [
     ("missing-gguf", lambda c, t: set_in(c, "models.tiny.source", "gguf:/nonexistent/m.gguf"),
      ["no such GGUF file /nonexistent/m.gguf"]),
     ("not-llama-gpt2", lambda c, t: set_in(c, "models.tiny.source", not_llama_gpt2(t)),
-     ["GPT2LMHeadModel) is not LLaMA-like", "no model.layers"]),
+     ["gpt2 (GPT2LMHeadModel, model_type 'gpt2') cannot be pruned correctly: it has no decoder layers at "
+      "model.layers (model has transformer, lm_head)", "Supported families: LLaMA-1/2/3 (llama), Mistral"]),
     ("not-llama-phi", lambda c, t: set_in(c, "models.tiny.source", not_llama_phi(t)),
-     ["PhiForCausalLM) is not LLaMA-like", "decoder layers lack self_attn.o_proj, mlp.gate_proj, mlp.up_proj, "
-      "mlp.down_proj"]),
+     ["phi (PhiForCausalLM, model_type 'phi') cannot be pruned correctly: decoder layers lack self_attn.o_proj, "
+      "mlp.gate_proj, mlp.up_proj, mlp.down_proj (self_attn is PhiAttention with q_proj, k_proj, v_proj, dense; "
+      "mlp is PhiMLP with activation_fn, fc1, fc2)", "Gemma-3 (text) (gemma3_text)"]),
+    ("bos-unknown", lambda c, t: set_in(c, "models.tiny.bos", "always"),
+     ["models.tiny.bos = 'always': 'always' is not one of ['auto', 'text-start', 'every-window', 'none']"]),
     ("missing-data-file", lambda c, t: set_in(c, "data_dir", str(corrupt_copy(
         Path(c["data_dir"]), t / "data", "wikitext2", "wiki.test.raw", "missing"))),
      ["missing data file", "wikitext2/wiki.test.raw", "dataset 'wikitext2'"]),
@@ -388,7 +392,8 @@ def test_every_result_names_its_provenance_and_the_summary_traces_back(finished)
         metrics = json.loads(path.read_text())
         assert (metrics["params"], metrics["perplexity"]["wikitext2"]["ppl"]) == (row.params, row.wikitext2)
         prov = metrics["provenance"]
-        assert prov["config"]["models"] == config["models"] and prov["config_files"]
+        assert prov["config"]["models"] == {"tiny": {**config["models"]["tiny"], "bos": "auto"}}  # schema default
+        assert prov["config_files"]
         assert prov["model_source"] == config["models"]["tiny"]["source"]
         assert prov["dense_model_sha256"]["model.safetensors"] == sha256_file(
             workdir / "resources" / "models" / "tiny" / "model.safetensors")

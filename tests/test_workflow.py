@@ -35,6 +35,12 @@ def test_tiny_suite_end_to_end(tiny_run):
     assert metrics["pruning"]["calibration"]["id"] == "c4-8x32-seed0"
     assert metrics["provenance"]["data_sha256"]["wikitext2"]["wiki.test.raw"].startswith("173c87a5")
     assert any("windows" in d for d in metrics["deviations"])
+    # SmolLM2's tokenizer adds no BOS: auto is none, read back from the windows and from lm-eval
+    assert metrics["bos"] == {"setting": "auto", "policy": "none", "perplexity": "none",
+                              "zeroshot": {"add_bos_token": False, "requests": "none"}}
+    assert metrics["family"] == "LLaMA-1/2/3" and metrics["pruning"]["calibration"]["bos"] == {
+        "setting": "auto", "windows": "none"}
+    assert metrics["pruning"]["details"]["attention_unit"] == "kv_group"
     # speed: every pruned model has a row; equal layer shapes were timed once, different ones not
     efficiency = pd.read_csv(workdir / "results" / "tiny" / "efficiency.csv").set_index("method")
     assert set(efficiency.index) == methods

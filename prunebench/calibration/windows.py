@@ -3,6 +3,9 @@
 As in the seeds' data loaders (FLAP/Wanda `get_c4`, LLM-Pruner `get_examples`): draw a random
 document long enough for a window, then a random window inside it. A sentence-per-line corpus
 (BookCorpus here) joins consecutive sentences from a random start until the text is long enough.
+The model's BOS policy applies (prunebench.sources.bos): documents are tokenized with the
+tokenizer's default special tokens under text-start, bare otherwise, and under every-window each
+window is BOS followed by `seqlen` tokens.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..sources.bos import encode as encode_text
+from ..sources.bos import resolve_bos
 from ..sources.datasets import CORPORA, corpus_documents
 from .activations import ActivationStats
 
@@ -49,11 +54,14 @@ class Calibration:
     seed: int = 0
 
 
-def calibration_windows(tokenizer, spec: CalibrationSpec, data_root) -> torch.Tensor:
-    """LongTensor [nsamples, seqlen]; the same spec and tokenizer always give the same tensor."""
+def calibration_windows(tokenizer, spec: CalibrationSpec, data_root, bos: str = "auto") -> torch.Tensor:
+    """LongTensor [nsamples, seqlen] ([nsamples, 1 + seqlen] under every-window); the same spec,
+    tokenizer and BOS policy always give the same tensor."""
     docs = corpus_documents(spec.corpus, data_root)
     rng = random.Random(spec.seed)
-    encode = lambda text: tokenizer(text)["input_ids"]  # noqa: E731
+    policy = resolve_bos(bos, tokenizer)
+    encode = lambda text: encode_text(tokenizer, text, policy)  # noqa: E731
+    prefix = [tokenizer.bos_token_id] if policy == "every-window" else []
     sentences = CORPORA[spec.corpus].layout == "sentences"
     windows = []
     for _ in range(spec.nsamples):
@@ -65,7 +73,7 @@ def calibration_windows(tokenizer, spec: CalibrationSpec, data_root) -> torch.Te
         else:
             raise ValueError(f"corpus {spec.corpus!r} has no text of more than {spec.seqlen} tokens")
         offset = rng.randint(0, len(ids) - spec.seqlen - 1)
-        windows.append(ids[offset:offset + spec.seqlen])
+        windows.append(prefix + ids[offset:offset + spec.seqlen])
     return torch.tensor(windows, dtype=torch.long)
 
 

@@ -1,5 +1,6 @@
 """Perplexity as the seeds measure it: the test text tokenized once, cut into non-overlapping
-windows of `seqlen` tokens, ppl = exp(mean next-token NLL over every predicted token).
+windows of `seqlen` tokens, ppl = exp(mean next-token NLL over every predicted token). Under the
+every-window BOS protocol each window is preceded by BOS, so all its `seqlen` tokens are predicted.
 """
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import math
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
+
+from ..sources.bos import read_back
 
 __all__ = ["window_starts", "window_nll", "perplexity"]
 
@@ -32,11 +35,14 @@ def window_nll(model, windows: torch.Tensor) -> torch.Tensor:
 
 
 def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: int = 8,
-               max_windows: int | None = None, desc: str = "ppl", full: bool = False) -> dict:
+               max_windows: int | None = None, desc: str = "ppl", full: bool = False,
+               bos_token_id: int | None = None, prepend_bos: bool = False) -> dict:
     """ppl of `token_ids` (1-D) plus the standard error of the mean window NLL and the window counts.
-    Every window predicts seqlen-1 tokens, so the mean of window means is the mean token NLL.
+    Every window predicts the same number of tokens, so the mean of window means is the mean token NLL.
     With `full`, every window is evaluated and the result, still that of the `max_windows` subsample
     (its windows are among them), carries the full test set's under "full": one pass gives both.
+    With `prepend_bos` every window is preceded by `bos_token_id`; "bos" records the protocol read
+    back from the windows evaluated (see `prunebench.sources.bos`).
     """
     token_ids = token_ids.flatten()
     n_tokens = token_ids.numel()
@@ -45,14 +51,18 @@ def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: in
     if not starts:
         raise ValueError(f"text of {n_tokens} tokens is shorter than one window of {seqlen}")
     device = next(model.parameters()).device
-    nlls = []
+    nlls, first_tokens = [], []
     for i in tqdm(range(0, len(starts), batch_size), desc=desc, mininterval=10):
-        batch = torch.stack([token_ids[s:s + seqlen] for s in starts[i:i + batch_size]]).to(device)
-        nlls.append(window_nll(model, batch).cpu())
+        batch = torch.stack([token_ids[s:s + seqlen] for s in starts[i:i + batch_size]])
+        if prepend_bos:
+            batch = torch.cat([torch.full((len(batch), 1), bos_token_id, dtype=batch.dtype), batch], dim=1)
+        first_tokens += batch[:, 0].tolist()
+        nlls.append(window_nll(model, batch.to(device)).cpu())
     nll = torch.cat(nlls)
     result = _summary(nll, seqlen, n_tokens)
     if len(subsample) < len(starts):  # a full pass: the subsample's numbers, the full set's under "full"
         result = {**_summary(nll[[s // seqlen for s in subsample]], seqlen, n_tokens), "full": result}
+    result["bos"] = read_back(first_tokens, bos_token_id)
     return result
 
 

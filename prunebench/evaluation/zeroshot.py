@@ -7,6 +7,7 @@ here special-cases a task.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import random
 from pathlib import Path
@@ -15,8 +16,10 @@ from typing import Any
 import torch
 import yaml
 
-__all__ = ["TASKS_DIR", "available_tasks", "task_config", "build_tasks", "check_limits",
-           "evaluate_zeroshot"]
+from ..sources.bos import adds_bos, read_back, resolve_bos
+
+__all__ = ["TASKS_DIR", "available_tasks", "task_config", "build_tasks", "check_limits", "harness",
+           "harness_bos", "evaluate_zeroshot"]
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 
@@ -71,19 +74,40 @@ def _sample_indices(size: int, n: int | None, seed: int) -> list[int]:
     return list(range(size)) if n is None else sorted(random.Random(seed).sample(range(size), n))
 
 
+def harness(model, tokenizer, batch_size: int, bos: str):
+    """lm-eval's HF model under the BOS policy `bos`: every request begins with BOS under
+    every-window (lm-eval's `add_bos_token`, on a tokenizer copy that adds it if this one does not);
+    no request does under text-start (as in the papers' lm-eval 0.3) and none."""
+    from lm_eval.models.huggingface import HFLM
+
+    add = resolve_bos(bos, tokenizer) == "every-window"
+    if add and not adds_bos(tokenizer):
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.add_bos_token = True
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add)
+
+
+def harness_bos(lm) -> dict[str, Any]:
+    """What the harness does, read back from the object: its `add_bos_token` setting and whether a
+    request's tokens (encoded by the harness itself) begin with BOS."""
+    first = lm.tok_encode("Question: is the sky blue?")[:1]
+    return {"add_bos_token": lm.add_bos_token, "requests": read_back(first, lm.tokenizer.bos_token_id)}
+
+
 @torch.inference_mode()
 def evaluate_zeroshot(model, tokenizer, tasks: list[str], data_root: str | Path, *,
                       limit: int | dict[str, int | None] | None = None, seed: int = 0,
-                      batch_size: int = 16, add_bos_token: bool = False) -> dict[str, Any]:
-    """Score each task zero-shot; returns per task the reported metric, its stderr and all metrics."""
+                      batch_size: int = 16, bos: str = "auto") -> dict[str, Any]:
+    """Score each task zero-shot under the BOS policy `bos`; returns per task the reported
+    metric, its stderr, all metrics and the harness's BOS setting read back (`harness_bos`)."""
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
 
     limits = check_limits(tasks, limit)
     objs = build_tasks(tasks, data_root)
     samples = {objs[t].config.task: _sample_indices(task_config(t)["metadata"]["docs"], limits[t], seed)
                for t in tasks}
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add_bos_token)
+    lm = harness(model, tokenizer, batch_size, bos)
+    lm_bos = harness_bos(lm)
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
     out = lm_eval.simple_evaluate(model=lm, tasks=list(objs.values()), num_fewshot=0, samples=samples,
                                   bootstrap_iters=100, log_samples=False, task_manager=_task_manager(), random_seed=seed,
@@ -100,5 +124,6 @@ def evaluate_zeroshot(model, tokenizer, tasks: list[str], data_root: str | Path,
             "docs": len(samples[cfg["task"]]),
             "docs_total": cfg["metadata"]["docs"],
             "all": {k.split(",")[0]: v for k, v in raw.items() if k.endswith(",none")},
+            "bos": lm_bos,
         }
     return results

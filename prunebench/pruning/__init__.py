@@ -69,10 +69,10 @@ def check_budget(plan: PruningPlan, shapes: Shapes, ratio: float, method: str) -
     removes it): the coarsest step its structure could have taken."""
     target = ratio * shapes.prunable_params
     removed = shapes.prunable_params - plan.kept_params(shapes)
-    dense = (shapes.kv_heads, shapes.intermediate)
+    dense = (shapes.heads, shapes.kv_heads, shapes.intermediate)
     steps = [shapes.layer_params if i in plan.removed_layers else shapes.unit_cost
              for i, keep in enumerate(plan.layers)
-             if i in plan.removed_layers or (len(keep.kv_heads), len(keep.channels)) != dense]
+             if i in plan.removed_layers or (len(keep.q_heads), len(keep.kv_heads), len(keep.channels)) != dense]
     fraction = removed / shapes.prunable_params
     if removed == 0:
         raise ValueError(f"method {method!r} at ratio {ratio:g} removes nothing from this model "

@@ -77,6 +77,7 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_pruned(path: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True):
     """The model stored at `path` (pruned or dense), in eval mode."""
+    from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
     path = Path(path)
@@ -88,7 +89,9 @@ def load_pruned(path: str | os.PathLike, device: str | torch.device = "cpu", ver
     from .surgery import resize_layer
 
     config = AutoConfig.from_pretrained(path)
-    with torch.device("meta"):
+    # Parameters on the meta device, buffers built for real by the model's own constructor: the
+    # non-persistent ones (rotary frequencies, Gemma's embedding scale, ...) are not in the file.
+    with init_empty_weights(include_buffers=False):
         model = AutoModelForCausalLM.from_config(config)
     head_dim = head_dim_of(config)
     for i, (layer, shape) in enumerate(zip(model.model.layers, info["layers"])):
@@ -106,10 +109,7 @@ def load_pruned(path: str | os.PathLike, device: str | torch.device = "cpu", ver
                               f"{sorted(set(missing) - tied)}, unexpected {sorted(unexpected)}")
     if tied:
         model.lm_head.weight = model.model.embed_tokens.weight
-    # Non-persistent buffers (rotary frequencies) are not in the file: build them for real.
-    with torch.device(device):
-        model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
     leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:
         raise CheckpointError(f"checkpoint {path}: tensors not restored: {leftover[:5]}")
-    return model.eval()
+    return model.to(device).eval()

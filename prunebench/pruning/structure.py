@@ -1,19 +1,27 @@
 """Choosing the structure: which attention units and MLP channels each layer keeps.
 
-The attention unit is a whole KV group (one kv head with its query heads), so every pruned layer
-stays a valid grouped-query attention; for an MHA model it is exactly one head, FLAP's unit.
+Two attention units keep every pruned layer a valid grouped-query attention:
+  kv_group     a whole KV group (one kv head with its query heads); for an MHA model exactly one
+               head, FLAP's unit (the default)
+  query_heads  a query-head rank: one query head from every KV group of the layer (each group's
+               lowest-scoring one), k/v kept until the last rank goes; with few kv heads (one in
+               small Gemma-3 models, three in SmolLM2) the attention stays prunable at a finer grain
 An MLP unit is one intermediate channel (gate/up row, down column). Costs are the parameters a
-unit takes away, read from the model's real shapes.
+unit takes away, read from the model's real shapes (biases included).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
-__all__ = ["Shapes", "LayerKeep", "PruningPlan", "group_scores", "standardize", "uniform_counts", "channels_for_budget",
-           "rank_order", "keep_top", "keep_uniform", "uniform_plan", "keep_global", "local_counts", "solve_local_ratio"]
+__all__ = ["AttentionUnit", "ATTENTION_UNITS", "Shapes", "LayerKeep", "PruningPlan", "group_scores", "unit_scores",
+           "keep_heads", "attention_plan", "standardize", "uniform_counts", "channels_for_budget", "rank_order",
+           "keep_top", "keep_uniform", "uniform_plan", "keep_global", "local_counts", "solve_local_ratio"]
+
+AttentionUnit = Literal["kv_group", "query_heads"]  # a method parameter's type: checked at config-parse time
+ATTENTION_UNITS = get_args(AttentionUnit)
 
 
 @dataclass(frozen=True)
@@ -24,13 +32,18 @@ class Shapes:
     kv_heads: int
     head_dim: int
     intermediate: int
+    qkv_bias: bool = False  # q/k/v rows carry biases (Qwen2): they go with their heads
+    mlp_bias: bool = False  # gate/up rows carry biases
 
     @classmethod
     def of(cls, model) -> "Shapes":
+        """The dense model's shapes."""
         from ..sources.models import architecture
 
         arch = architecture(model.config)
-        return cls(**{k: arch[k] for k in ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate")})
+        layer = model.model.layers[0]
+        return cls(**{k: arch[k] for k in ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate")},
+                   qkv_bias=layer.self_attn.q_proj.bias is not None, mlp_bias=layer.mlp.gate_proj.bias is not None)
 
     @property
     def group_size(self) -> int:
@@ -38,13 +51,39 @@ class Shapes:
         return self.heads // self.kv_heads
 
     @property
+    def head_cost(self) -> int:
+        """Parameters of one query head: its q rows (and bias) and o_proj columns."""
+        return (2 * self.hidden + self.qkv_bias) * self.head_dim
+
+    @property
+    def kv_cost(self) -> int:
+        """Parameters of one kv head: its k and v rows (and biases)."""
+        return 2 * (self.hidden + self.qkv_bias) * self.head_dim
+
+    @property
     def unit_cost(self) -> int:
-        """Parameters of one KV group: q rows and o columns of its query heads, its k and v rows."""
-        return (2 * self.group_size + 2) * self.head_dim * self.hidden
+        """Parameters of one KV group: its query heads and its kv head."""
+        return self.group_size * self.head_cost + self.kv_cost
 
     @property
     def channel_cost(self) -> int:
-        return 3 * self.hidden
+        return 3 * self.hidden + 2 * self.mlp_bias
+
+    def units(self, unit: str) -> int:
+        """Attention units per layer: KV groups, or query-head ranks (one per query head of a group)."""
+        return self.kv_heads if unit == "kv_group" else self.group_size
+
+    def unit_costs(self, unit: str) -> list[int]:
+        """Parameters each attention unit of a layer takes away, in the order they go: all equal for
+        KV groups; a query-head rank takes one head of every group, the last one also the kv heads."""
+        if unit == "kv_group":
+            return [self.unit_cost] * self.kv_heads
+        rank = self.kv_heads * self.head_cost
+        return [rank] * (self.group_size - 1) + [rank + self.kv_heads * self.kv_cost]
+
+    def attention_removed(self, unit: str, n: int) -> int:
+        """Parameters a layer loses with its `n` lowest attention units."""
+        return sum(self.unit_costs(unit)[:n])
 
     @property
     def layer_params(self) -> int:
@@ -98,7 +137,8 @@ class PruningPlan:
                               **kwargs)
 
     def kept_params(self, shapes: Shapes) -> int:
-        return sum(len(k.kv_heads) * shapes.unit_cost + len(k.channels) * shapes.channel_cost
+        return sum(len(k.q_heads) * shapes.head_cost + len(k.kv_heads) * shapes.kv_cost
+                   + len(k.channels) * shapes.channel_cost
                    for i, k in enumerate(self.layers) if i not in self.removed_layers)
 
     def summary(self, shapes: Shapes) -> dict[str, Any]:
@@ -116,14 +156,54 @@ class PruningPlan:
         }
 
 
+def _reduce(scores: torch.Tensor, reduce: str) -> torch.Tensor:
+    return scores.sum(dim=-1) if reduce == "sum" else scores.mean(dim=-1)
+
+
 def group_scores(channel_scores: torch.Tensor, shapes: Shapes, reduce: str = "sum") -> torch.Tensor:
     """KV-group scores from the per-channel scores of `o_proj`'s input [heads*head_dim].
 
     HF orders query heads by kv group (head h uses kv head h // group_size), so a group's
     channels are contiguous.
     """
-    per_group = channel_scores.reshape(shapes.kv_heads, shapes.group_size * shapes.head_dim)
-    return per_group.sum(dim=1) if reduce == "sum" else per_group.mean(dim=1)
+    return _reduce(channel_scores.reshape(shapes.kv_heads, shapes.group_size * shapes.head_dim), reduce)
+
+
+def _head_scores(channel_scores: torch.Tensor, shapes: Shapes, reduce: str = "sum") -> torch.Tensor:
+    """Query-head scores [kv_heads, group_size]: row g holds the heads of KV group g."""
+    return _reduce(channel_scores.reshape(shapes.kv_heads, shapes.group_size, shapes.head_dim), reduce)
+
+
+def unit_scores(channel_scores: torch.Tensor, shapes: Shapes, unit: str, reduce: str = "sum") -> torch.Tensor:
+    """One layer's attention-unit scores: per KV group, or per query-head rank r the r-th lowest
+    head score of every group, reduced over the groups (ascending in r)."""
+    if unit == "kv_group":
+        return group_scores(channel_scores, shapes, reduce)
+    return _reduce(_head_scores(channel_scores, shapes, reduce).sort(dim=1).values.T, reduce)
+
+
+def keep_heads(channel_scores: torch.Tensor, shapes: Shapes, unit: str, n_removed: int) -> tuple[list[int], list[int]]:
+    """(kept query heads, kept kv heads) of a layer losing its `n_removed` lowest attention units:
+    whole KV groups, or from every KV group its `n_removed` lowest query heads (k/v stay unless
+    every query head goes)."""
+    g = shapes.group_size
+    if unit == "kv_group":
+        groups = keep_top(group_scores(channel_scores, shapes), n_removed)
+        return [u * g + j for u in groups for j in range(g)], groups
+    heads = [u * g + j for u, scores in enumerate(_head_scores(channel_scores, shapes))
+             for j in keep_top(scores, n_removed)]
+    return heads, list(range(shapes.kv_heads)) if heads else []
+
+
+def attention_plan(shapes: Shapes, unit: str, attn_channel_scores: list[torch.Tensor], kept_units: list[list[int]],
+                   kept_channels: list[list[int]], **plan_kwargs) -> PruningPlan:
+    """The plan keeping `kept_units` of each layer: KV groups by index; query-head ranks by number
+    (every group keeps its best heads, by `attn_channel_scores`)."""
+    if unit == "kv_group":
+        return PruningPlan.from_units(shapes, kept_units, kept_channels, **plan_kwargs)
+    layers = [LayerKeep(*keep_heads(a, shapes, unit, shapes.group_size - len(units)), list(channels))
+              for a, units, channels in zip(attn_channel_scores, kept_units, kept_channels)]
+    return PruningPlan(layers, **plan_kwargs)
 
 
 def standardize(scores: torch.Tensor, what: str = "scores") -> torch.Tensor:
@@ -136,24 +216,25 @@ def standardize(scores: torch.Tensor, what: str = "scores") -> torch.Tensor:
     return (scores - scores.mean()) / spread
 
 
-def uniform_counts(shapes: Shapes, ratio: float, match_params: bool = True) -> tuple[int, int]:
-    """(units, channels) removed in every layer for a uniform structure.
+def uniform_counts(shapes: Shapes, ratio: float, match_params: bool = True,
+                   unit: str = "kv_group") -> tuple[int, int]:
+    """(attention units, channels) removed in every layer for a uniform structure.
 
-    Units removed: int(ratio * kv_heads), as FLAP's code floors the head count. With
+    Units removed: int(ratio * units per layer), as FLAP's code floors the head count. With
     `match_params` the channel count is then solved so that each layer loses `ratio` of its
     parameters (with few kv groups the head count alone cannot follow the ratio); otherwise
     int(ratio * intermediate) as in FLAP's code.
     """
-    units = int(ratio * shapes.kv_heads)
+    units = int(ratio * shapes.units(unit))
     if not match_params:
         return units, int(ratio * shapes.intermediate)
-    return units, channels_for_budget(shapes, ratio, units)
+    return units, channels_for_budget(shapes, ratio, units, unit)
 
 
-def channels_for_budget(shapes: Shapes, ratio: float, units_removed: int) -> int:
-    """MLP channels a layer loses so that, with `units_removed` KV groups gone, it loses `ratio`
-    of its parameters (clamped to what the layer has)."""
-    left = ratio * shapes.layer_params - units_removed * shapes.unit_cost
+def channels_for_budget(shapes: Shapes, ratio: float, units_removed: int, unit: str = "kv_group") -> int:
+    """MLP channels a layer loses so that, with its `units_removed` lowest attention units gone, it
+    loses `ratio` of its parameters (clamped to what the layer has)."""
+    left = ratio * shapes.layer_params - shapes.attention_removed(unit, units_removed)
     return min(max(round(left / shapes.channel_cost), 0), shapes.intermediate)
 
 
@@ -186,20 +267,21 @@ def keep_uniform(unit_scores: list[torch.Tensor], channel_scores: list[torch.Ten
 
 
 def uniform_plan(shapes: Shapes, attn_channel_scores: list[torch.Tensor], mlp_scores: list[torch.Tensor],
-                 counts: tuple[int, int], **plan_kwargs) -> PruningPlan:
-    """Every layer loses `counts` = (KV groups, MLP channels), the lowest by score; a group
+                 counts: tuple[int, int], unit: str = "kv_group", **plan_kwargs) -> PruningPlan:
+    """Every layer loses `counts` = (attention units, MLP channels), the lowest by score; a unit
     scores the sum of its o_proj input channels."""
-    units, channels = keep_uniform([group_scores(a, shapes) for a in attn_channel_scores], mlp_scores, *counts)
-    return PruningPlan.from_units(shapes, units, channels, **plan_kwargs)
+    scores = [unit_scores(a, shapes, unit) for a in attn_channel_scores]
+    units, channels = keep_uniform(scores, mlp_scores, *counts)
+    return attention_plan(shapes, unit, attn_channel_scores, units, channels, **plan_kwargs)
 
 
 def keep_global(unit_scores: list[torch.Tensor], channel_scores: list[torch.Tensor], shapes: Shapes,
-                keep_fraction: float) -> tuple[list, list]:
+                keep_fraction: float, unit: str = "kv_group") -> tuple[list, list]:
     """Rank every unit of every layer together, best first, and keep the prefix whose parameter
     cost is closest to `keep_fraction` of the prunable parameters (FLAP's AL-AM)."""
     scores = torch.cat([torch.stack(unit_scores).flatten(), torch.stack(channel_scores).flatten()]).double()
     n_units = sum(s.numel() for s in unit_scores)
-    costs = torch.cat([torch.full((n_units,), shapes.unit_cost, dtype=torch.float64),
+    costs = torch.cat([torch.tensor(shapes.unit_costs(unit), dtype=torch.float64).repeat(len(unit_scores)),
                        torch.full((scores.numel() - n_units,), shapes.channel_cost, dtype=torch.float64)])
     order = rank_order(scores, descending=True)
     kept_cost = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(costs[order], 0)])

@@ -1,13 +1,14 @@
 """What the reported numbers were measured under, stated from the metrics.json files themselves
-(never from the config the report happens to be built with): calibration, windows and documents,
-BOS, the metric per task, data sha256, recovery and benchmark settings.
+(never from the config the report happens to be built with): each model's family, BOS protocol and
+attention units, calibration, windows and documents, the metric per task, data sha256, recovery
+and benchmark settings.
 """
 from __future__ import annotations
 
 from ..evaluation.zeroshot import task_config
-from .results import COLUMN_LABELS, DATASET_LABELS, Results, method_label, setting_label
+from .results import COLUMN_LABELS, DATASET_LABELS, Results, method_label, row_key, setting_label
 
-__all__ = ["DAGGER", "perplexity_notes", "full_perplexity_notes", "zeroshot_notes", "calibration_notes",
+__all__ = ["DAGGER", "model_notes", "perplexity_notes", "full_perplexity_notes", "zeroshot_notes", "calibration_notes",
            "recovery_notes", "same_model_notes", "data_note", "efficiency_notes"]
 
 DAGGER = "†"
@@ -53,11 +54,48 @@ def zeroshot_notes(results: Results) -> list[str]:
         docs = _join(f"{r['docs']} of {r['docs_total']}" for r in rs)
         tasks.append(f"{COLUMN_LABELS[task_config(task)['metadata']['column']]} {_join(r['metric'] for r in rs)} "
                      f"({docs} documents{DAGGER if sub else ''})")
-    bos = _join("added" if m.get("add_bos_token") else "not added" for m in runs)
+    bos = _join("added" if _zeroshot_bos(m) else "not added" for m in runs)
     version = _join(m["provenance"]["packages"].get("lm-eval") for m in runs)
     return [f"Zero-shot (lm-eval {version}, 0-shot, BOS token {bos}; subsets are seeded random draws): "
             + ", ".join(tasks) + ". Scores in %, ± one standard error; Average is the unweighted task mean, "
             "its stderr sqrt(Σse²)/n."]
+
+
+def _zeroshot_bos(metrics: dict) -> bool:
+    """Whether lm-eval's requests began with BOS, as read back from the harness (results written
+    before the BOS policy existed record only lm-eval's `add_bos_token`)."""
+    record = (metrics.get("bos") or {}).get("zeroshot")
+    return record["requests"] == "every-window" if record else bool(metrics.get("add_bos_token"))
+
+
+def _bos_note(metrics: dict) -> str:
+    record = metrics.get("bos")
+    if not record:
+        return "not recorded"
+    zeroshot = f"; zero-shot requests {record['zeroshot']['requests']}" if record.get("zeroshot") else ""
+    return (f"{record['policy']} (setting {record['setting']}; perplexity windows {record['perplexity']}"
+            f"{zeroshot})")
+
+
+UNIT_LABELS = {"kv_group": "KV groups", "query_heads": "query heads"}
+
+
+def model_notes(results: Results) -> list[str]:
+    """Per model: its family, the BOS protocol read back from what was run, and the attention unit
+    each method pruned."""
+    lines = []
+    for model in results.models:
+        rows = results.summary[results.summary["model"] == model]
+        runs = [results.metrics[row_key(row)] for _, row in rows.iterrows()]  # in report order
+        units: dict[str, list[str]] = {}
+        for m in runs:
+            unit = ((m.get("pruning") or {}).get("details") or {}).get("attention_unit")
+            if unit and method_label(m["method"]) not in units.get(unit, []):
+                units.setdefault(unit, []).append(method_label(m["method"]))
+        attention = "; ".join(f"{UNIT_LABELS[u]} ({', '.join(methods)})" for u, methods in units.items())
+        lines.append(f"{model}: {_join(m.get('family') or 'family not recorded' for m in runs)}; "
+                     f"BOS {_join(_bos_note(m) for m in runs)}" + (f"; attention unit: {attention}" if attention else ""))
+    return [f"Models — {' | '.join(lines)}."]
 
 
 def calibration_notes(results: Results) -> list[str]:

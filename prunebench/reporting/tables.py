@@ -19,6 +19,7 @@ from .protocol import (
     data_note,
     efficiency_notes,
     full_perplexity_notes,
+    model_notes,
     perplexity_notes,
     recovery_notes,
     same_model_notes,
@@ -107,8 +108,8 @@ def _metric_notes(results: Results, columns: list[str], groups: list) -> list[st
         notes += perplexity_notes(results, [c for c in columns if c in PPL_COLUMNS])
     if set(columns) - set(PPL_COLUMNS) - {"removed_fraction"}:
         notes += zeroshot_notes(results)
-    return (notes + same_model_notes(results) + calibration_notes(results) + recovery_notes(results)
-            + [data_note(results)])
+    return (notes + model_notes(results) + same_model_notes(results) + calibration_notes(results)
+            + recovery_notes(results) + [data_note(results)])
 
 
 def paper_table(results: Results, columns: list[str], title: str) -> Table:

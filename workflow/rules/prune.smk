@@ -7,6 +7,8 @@ rule calibration_windows:
         data=lambda wc: paths.data_dir(CORPORA[CalibrationSpec.from_id(wc.calib).corpus].dataset),
     output:
         f"{paths.CALIBRATION}/tokens.safetensors",
+    params:
+        bos=model_bos,
     priority: 10  # calibration and pruning first: every evaluation waits on them
     log:
         "results/logs/calibration_windows/{model}/{calib}.log",

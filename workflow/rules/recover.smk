@@ -33,6 +33,7 @@ use rule evaluate as evaluate_tuned with:
         f"{paths.RESULT}/lora/metrics.json",
     params:
         evaluation=config["evaluation"],
+        bos=model_bos,
         tune="lora",
         config_files=workflow.configfiles,
         device=config["device"],

@@ -20,7 +20,7 @@ with watch("load"):
     tokenizer = AutoTokenizer.from_pretrained(sm.input.model)
 dense = read_json(Path(sm.input.dense) / "manifest.json")
 results = evaluate(model, tokenizer, sm.params.evaluation, data_root(sm), watch,
-                   full_perplexity=sm.params.get("full_perplexity", False))
+                   full_perplexity=sm.params.get("full_perplexity", False), bos=sm.params.bos)
 params = sum(p.numel() for p in model.parameters())
 datasets = sorted({p.split("/")[-1] for p in sm.input.data})
 write_json(sm.output[0], {
@@ -28,6 +28,7 @@ write_json(sm.output[0], {
     "method": getattr(wc, "method", "dense"),
     "ratio": float(getattr(wc, "ratio", 0)),
     "tune": sm.params.tune,
+    "family": dense.get("family"),
     "params": params,
     "params_dense": dense["parameters"],
     "params_kept": params / dense["parameters"],

@@ -8,7 +8,7 @@ from methods import method_module  # noqa: E402
 from prunebench.calibration import Calibration  # noqa: E402
 from prunebench.calibration.activations import ActivationStats  # noqa: E402
 from prunebench.config import calibration_of  # noqa: E402
-from prunebench.io import load_tensors, read_json  # noqa: E402
+from prunebench.io import load_tensors, read_json, tensors_metadata  # noqa: E402
 from prunebench.provenance import Stopwatch, environment, peak_memory_mb  # noqa: E402
 from prunebench.pruning import prune_model  # noqa: E402
 from prunebench.pruning.checkpoint import load_pruned, save_pruned  # noqa: E402
@@ -27,6 +27,7 @@ with watch("load"):
         tokens=load_tensors(sm.input.tokens)[0]["input_ids"] if module.NEEDS == "tokens" else None,
         seed=spec.seed if spec else sm.params.seed,
     )
+calibration_bos = tensors_metadata(sm.input[module.NEEDS]).get("bos") if module.NEEDS else None
 shapes = Shapes.of(model)
 params_dense = sum(p.numel() for p in model.parameters())
 with watch("prune"):
@@ -42,8 +43,8 @@ save_pruned(model, tokenizer, sm.output[0], {
     "params": sm.params.params,
     "mask": method.get("mask", False),
     "ratio": float(wc.ratio),
-    "calibration": {"id": spec.id, "description": spec.describe(), "substitutes": method["calibration"].get("substitutes")}
-    if spec else None,
+    "calibration": {"id": spec.id, "description": spec.describe(), "substitutes": method["calibration"].get("substitutes"),
+                    "bos": calibration_bos} if spec else None,
     "paper": method.get("paper"),
     "structure": structure,
     "kept_heads": [k.q_heads for k in plan.layers],
