@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from prunebench.calibration import CalibrationSpec, calibration_windows
+from prunebench.evaluation.items import read_items, write_items
 from prunebench.evaluation.perplexity import perplexity, window_starts
 from prunebench.evaluation.zeroshot import available_tasks, build_tasks, check_limits, evaluate_zeroshot
 from prunebench.sources.datasets import DATASETS, DataError, install_dataset, perplexity_text
@@ -94,6 +95,9 @@ def test_perplexity_equals_hand_computation():
     assert math.isclose(result["ppl"], math.exp(sum(nll) / len(nll)), rel_tol=1e-6)
     per_window = torch.tensor(nll).view(3, 3).mean(1).double()
     assert math.isclose(result["nll_stderr"], (per_window.std() / math.sqrt(3)).item(), rel_tol=1e-6)
+    items = result["items"]  # every window's mean NLL, named by its first token's offset
+    assert list(items["item"]) == [0, 4, 8] and set(items["kind"]) == {"perplexity"}
+    assert items["value"].to_numpy() == pytest.approx(per_window.numpy(), rel=1e-6)
 
 
 @pytest.mark.parametrize("corpus", ["c4", "bookcorpus"])
@@ -120,15 +124,38 @@ def test_limit_checks():
     assert len(available_tasks()) == 7
 
 
-def test_zeroshot_through_lm_eval(installed, tokenizer):
+def test_zeroshot_through_lm_eval_keeps_its_sample_log(installed, tokenizer, data_root):
+    """Each document's outcome is lm-eval's: the same documents and correctness as lm-eval's own
+    document selection (`samples`) over the full split, the gold answer of the data file."""
+    import lm_eval
     from conftest import tiny_model
+    from lm_eval.models.huggingface import HFLM
 
-    results = evaluate_zeroshot(tiny_model(), tokenizer, ["piqa", "arc_challenge"], installed, limit=6,
-                                batch_size=8)
+    tasks, model = ["piqa", "arc_challenge", "winogrande"], tiny_model()
+    results = evaluate_zeroshot(model, tokenizer, tasks, installed, limit=6, batch_size=8)
     assert results["piqa"]["metric"] == "acc" and results["arc_challenge"]["metric"] == "acc_norm"
-    for r in results.values():
-        assert r["docs"] == 6 and 0 <= r["value"] <= 1 and r["stderr"] is not None
-        assert r["value"] * 6 == pytest.approx(round(r["value"] * 6))
+    objs = build_tasks(tasks, installed)
+    samples = {objs[t].config.task: sorted(results[t]["items"]["item"]) for t in tasks}
+    theirs = lm_eval.simple_evaluate(model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=8),
+                                     tasks=list(objs.values()), num_fewshot=0, samples=samples, log_samples=True)
+    for task in tasks:
+        r, items = results[task], results[task]["items"]
+        assert r["docs"] == 6 == len(items) and r["value"] == pytest.approx(items["value"].mean())
+        logged = {s["doc_id"]: s[r["metric"]] for s in theirs["samples"][objs[task].config.task]}
+        assert dict(zip(items["item"], items["value"])) == logged
+        assert ((items["chosen"] == items["gold"]) == (items["value"] == 1)).all()
+    labels = (data_root / "piqa" / "valid-labels.lst").read_text().split()
+    piqa = results["piqa"]["items"]
+    assert list(piqa["gold"]) == [int(labels[i]) for i in piqa["item"]]
+
+
+def test_items_round_trip_exactly(tmp_path):
+    torch.manual_seed(0)
+    model, ids = BigramModel(torch.randn(7, 7)), torch.randint(0, 7, (203,))
+    items = perplexity(model, ids, seqlen=8, max_windows=5)["items"]
+    write_items(tmp_path / "items.csv", [items])
+    back = read_items(tmp_path / "items.csv")
+    assert back.equals(items) and back["gold"].isna().all()
 
 
 def test_full_pass_gives_the_subsample_and_the_full_test_set():

@@ -1,12 +1,14 @@
 """The evaluation stage, the same for the dense, pruned and recovered models: perplexity on the
-configured sets and zero-shot accuracy through lm-eval, with every deviation from the papers'
-protocol (subsamples) written next to the numbers.
+configured sets and zero-shot accuracy through lm-eval, in the configured dtype, with every
+deviation from the papers' protocol (subsamples) written next to the numbers and every item's
+outcome kept for paired comparisons.
 """
 from __future__ import annotations
 
 import time
 from typing import Any
 
+import pandas as pd
 import torch
 
 from ..provenance import Stopwatch
@@ -18,18 +20,24 @@ __all__ = ["evaluate", "raw_forward_throughput", "zeroshot_average"]
 
 
 def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopwatch | None = None,
-             full_perplexity: bool = False) -> dict[str, Any]:
+             full_perplexity: bool = False) -> tuple[dict[str, Any], list[pd.DataFrame]]:
     """Run the configured evaluation; `settings` is the config's `evaluation` section. With
-    `full_perplexity` (the dense model), perplexity also on every window of each test set."""
+    `full_perplexity` (the dense model), perplexity also on every window of each test set.
+    Returns the metrics and the per-item tables (`items`). The model is cast to the evaluation's
+    dtype first, the same for every model compared."""
     watch = watch or Stopwatch()
     ppl_cfg, zs_cfg = settings["perplexity"], settings["zeroshot"]
-    out: dict[str, Any] = {"perplexity": {}, "zeroshot": {}, "deviations": []}
+    dtype = settings.get("dtype", "float32")
+    model = model.to(getattr(torch, dtype))
+    out: dict[str, Any] = {"dtype": dtype, "perplexity": {}, "zeroshot": {}, "deviations": []}
+    items = []
     ppl_tokens = 0
     with watch("perplexity"):
         for name in ppl_cfg["datasets"]:
             ids = tokenizer(perplexity_text(name, data_root), return_tensors="pt")["input_ids"][0]
             result = perplexity(model, ids, ppl_cfg["seqlen"], ppl_cfg["batch_size"], ppl_cfg.get("max_windows"),
-                                desc=name, full=full_perplexity)
+                                name=name, full=full_perplexity)
+            items.append(result.pop("items"))
             result["protocol"] = PERPLEXITY[name][2]
             out["perplexity"][name] = result
             evaluated = result.get("full", result)
@@ -43,6 +51,7 @@ def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopw
                                                 limit=zs_cfg.get("limit"), seed=zs_cfg["seed"],
                                                 batch_size=zs_cfg["batch_size"],
                                                 add_bos_token=zs_cfg["add_bos_token"])
+        items += [r.pop("items") for r in out["zeroshot"].values()]
         out["deviations"] += [f"{t} zero-shot on {r['docs']} of {r['docs_total']} documents (seeded random subset)"
                               for t, r in out["zeroshot"].items() if r["docs"] < r["docs_total"]]
         out["average"] = zeroshot_average(out["zeroshot"])
@@ -52,7 +61,7 @@ def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopw
         "raw_forward_tokens_per_s": raw_forward_throughput(model, ppl_cfg["seqlen"], ppl_cfg["batch_size"]),
     }
     out["wall_s"] = dict(watch.times)
-    return out
+    return out, items
 
 
 def zeroshot_average(results: dict[str, dict]) -> float:

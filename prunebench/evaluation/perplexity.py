@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .items import items_frame
+
 __all__ = ["window_starts", "window_nll", "perplexity"]
 
 
@@ -32,11 +34,12 @@ def window_nll(model, windows: torch.Tensor) -> torch.Tensor:
 
 
 def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: int = 8,
-               max_windows: int | None = None, desc: str = "ppl", full: bool = False) -> dict:
+               max_windows: int | None = None, name: str = "ppl", full: bool = False) -> dict:
     """ppl of `token_ids` (1-D) plus the standard error of the mean window NLL and the window counts.
     Every window predicts seqlen-1 tokens, so the mean of window means is the mean token NLL.
     With `full`, every window is evaluated and the result, still that of the `max_windows` subsample
     (its windows are among them), carries the full test set's under "full": one pass gives both.
+    Under "items": every evaluated window's mean NLL, named by its first token's offset (set: `name`).
     """
     token_ids = token_ids.flatten()
     n_tokens = token_ids.numel()
@@ -46,13 +49,14 @@ def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: in
         raise ValueError(f"text of {n_tokens} tokens is shorter than one window of {seqlen}")
     device = next(model.parameters()).device
     nlls = []
-    for i in tqdm(range(0, len(starts), batch_size), desc=desc, mininterval=10):
+    for i in tqdm(range(0, len(starts), batch_size), desc=name, mininterval=10):
         batch = torch.stack([token_ids[s:s + seqlen] for s in starts[i:i + batch_size]]).to(device)
         nlls.append(window_nll(model, batch).cpu())
     nll = torch.cat(nlls)
     result = _summary(nll, seqlen, n_tokens)
     if len(subsample) < len(starts):  # a full pass: the subsample's numbers, the full set's under "full"
         result = {**_summary(nll[[s // seqlen for s in subsample]], seqlen, n_tokens), "full": result}
+    result["items"] = items_frame("perplexity", name, starts, nll.numpy())
     return result
 
 

@@ -1,9 +1,9 @@
-"""Zero-shot evaluation through lm-eval with the local task YAMLs in `methods/tasks/`.
+"""Zero-shot evaluation through lm-eval with the local task YAMLs in `tasks/`.
 
 Each YAML is an ordinary lm-eval task config reading a file of `resources/data/` (its
 `data_files` are relative to the data folder and resolved here). Its `metadata` says which
 metric the papers report (`report`) and how many documents the split has (`docs`); nothing
-here special-cases a task.
+here special-cases a task. Every document's outcome comes from lm-eval's own sample log.
 """
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 import yaml
+
+from .items import items_frame
 
 __all__ = ["TASKS_DIR", "available_tasks", "task_config", "build_tasks", "check_limits",
            "evaluate_zeroshot"]
@@ -59,46 +63,77 @@ def _task_manager():
     return TaskManager(include_defaults=False)
 
 
-def build_tasks(tasks: list[str], data_root: str | Path) -> dict[str, Any]:
-    """lm-eval Task objects keyed by our task names."""
-    loaded = _task_manager().load([task_config(t, data_root) for t in tasks])["tasks"]
+def build_tasks(tasks: list[str], data_root: str | Path, docs: dict[str, list[int]] | None = None) -> dict[str, Any]:
+    """lm-eval Task objects keyed by our task names; with `docs`, each task's split holds only the
+    documents of those (sorted) indices, so that lm-eval neither formats nor iterates the rest."""
+    configs = [task_config(t, data_root) for t in tasks]
+    for name, cfg in zip(tasks, configs):
+        if docs and docs.get(name) is not None:
+            cfg["process_docs"] = lambda split, keep=docs[name]: split.select(keep)
+    loaded = _task_manager().load(configs)["tasks"]
     return {t: loaded[task_config(t)["task"]] for t in tasks}
 
 
-def _sample_indices(size: int, n: int | None, seed: int) -> list[int]:
+def _sample_indices(size: int, n: int | None, seed: int) -> list[int] | None:
     # A seeded random subset is an unbiased estimate of the full split (the first n documents
-    # of a file need not be).
-    return list(range(size)) if n is None else sorted(random.Random(seed).sample(range(size), n))
+    # of a file need not be). None: every document.
+    return None if n is None else sorted(random.Random(seed).sample(range(size), n))
 
 
 @torch.inference_mode()
 def evaluate_zeroshot(model, tokenizer, tasks: list[str], data_root: str | Path, *,
                       limit: int | dict[str, int | None] | None = None, seed: int = 0,
                       batch_size: int = 16, add_bos_token: bool = False) -> dict[str, Any]:
-    """Score each task zero-shot; returns per task the reported metric, its stderr and all metrics."""
+    """Score each task zero-shot; returns per task the reported metric, its stderr, all metrics and,
+    under "items", every document's outcome (see `items`)."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
     limits = check_limits(tasks, limit)
-    objs = build_tasks(tasks, data_root)
-    samples = {objs[t].config.task: _sample_indices(task_config(t)["metadata"]["docs"], limits[t], seed)
-               for t in tasks}
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add_bos_token)
+    docs = {t: _sample_indices(task_config(t)["metadata"]["docs"], limits[t], seed) for t in tasks}
+    objs = build_tasks(tasks, data_root, docs)
+    # log-softmax in float32 whatever the model's dtype: a bfloat16 model's log-probabilities
+    # would otherwise be rounded to 3 significant digits before choices are compared
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add_bos_token,
+              softmax_dtype=torch.float32)
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
-    out = lm_eval.simple_evaluate(model=lm, tasks=list(objs.values()), num_fewshot=0, samples=samples,
-                                  bootstrap_iters=100, log_samples=False, task_manager=_task_manager(), random_seed=seed,
-                                  numpy_random_seed=seed, torch_random_seed=seed)["results"]
+    out = lm_eval.simple_evaluate(model=lm, tasks=list(objs.values()), num_fewshot=0, bootstrap_iters=100,
+                                  log_samples=True, task_manager=_task_manager(), random_seed=seed,
+                                  numpy_random_seed=seed, torch_random_seed=seed)
     results = {}
     for task in tasks:
         cfg = task_config(task)
-        raw = out[cfg["task"]]
+        raw = out["results"][cfg["task"]]
         metric = cfg["metadata"]["report"]
+        samples = out["samples"][cfg["task"]]
         results[task] = {
             "metric": metric,
             "value": raw[f"{metric},none"],
             "stderr": raw.get(f"{metric}_stderr,none"),
-            "docs": len(samples[cfg["task"]]),
+            "docs": len(samples),
             "docs_total": cfg["metadata"]["docs"],
             "all": {k.split(",")[0]: v for k, v in raw.items() if k.endswith(",none")},
+            "items": _items(task, objs[task], samples, metric, docs[task]),
         }
     return results
+
+
+def _items(task: str, obj, samples: list[dict], metric: str, docs: list[int] | None) -> pd.DataFrame:
+    """Each logged document: its index in the full split, lm-eval's correctness under `metric`, the
+    gold answer as lm-eval scores it, and the choice `metric` picks from the logged loglikelihoods
+    (acc_norm: divided by the choice's length in characters, as lm-eval does)."""
+    rows = []
+    for sample in sorted(samples, key=lambda s: s["doc_id"]):
+        doc = sample["doc"]
+        lls = np.array([resp[0] for resp in sample["filtered_resps"]])
+        if metric == "acc_norm":
+            lls = lls / np.array([len(c) for c in obj.doc_to_choice(doc)], dtype=float)
+        gold = obj.doc_to_text(doc) if obj.multiple_input else sample["target"]
+        chosen = int(np.argmax(lls))
+        if (chosen == gold) != bool(sample[metric]):
+            raise RuntimeError(f"{task} document {sample['doc_id']}: choice {chosen} against gold {gold!r} "
+                               f"disagrees with lm-eval's {metric} {sample[metric]}")
+        index = sample["doc_id"] if docs is None else docs[sample["doc_id"]]
+        rows.append((index, float(sample[metric]), int(gold), chosen))
+    index, value, gold, chosen = zip(*rows)
+    return items_frame("zeroshot", task, index, value, gold, chosen)
