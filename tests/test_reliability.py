@@ -133,6 +133,14 @@ BAD_INPUTS = [
      ["zero-shot limit 5000 for 'boolq' is outside 1..3270"]),
     ("limit-unknown-task", lambda c, t: set_in(c, "evaluation.zeroshot.limit", {"boolq": 2, "hellaswag": 2}),
      ["zero-shot limit names tasks not evaluated: ['hellaswag']"]),
+    ("seeds-beside-calibration-seed", lambda c, t: set_in(c, "methods.flap.seeds", [0, 1]),
+     ["method 'flap': calibration.seed 0 and seeds [0, 1] both set; give the calibration seeds in `seeds` only"]),
+    ("seeds-repeated", lambda c, t: set_in(c, "seeds", [1, 1]), ["seeds: [1, 1] has non-unique elements",
+                                                               "a fresh calibration draw"]),
+    ("seed-ratio-not-a-ratio", lambda c, t: set_in(c, "seed_ratios", [0.2]),
+     ["seed_ratios: 0.2 is not among the ratios [0.5]"]),
+    ("evaluation-dtype", lambda c, t: set_in(c, "evaluation.dtype", "float64"),
+     ["evaluation.dtype = 'float64': 'float64' is not one of ['float32', 'bfloat16']"]),
 ]
 
 

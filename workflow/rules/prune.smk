@@ -38,20 +38,21 @@ rule activation_stats:
 
 def prune_inputs(wc):
     inputs = {"model": dense_dir(wc)}
-    needs = method_module(METHODS[wc.method]["module"]).NEEDS
+    needs = method_module(method_of(wc.method)["module"]).NEEDS
     if needs:
         inputs[needs] = f"{method_calibration_dir(wc.model, wc.method)}/{needs}.safetensors"
     return inputs
 
 
-rule prune:
+# A checkpoint: its evaluation asks whether the pruned model is bit-identical to another's.
+checkpoint prune:
     input:
         unpack(prune_inputs),
     output:
         directory(f"{paths.RESULT}/model"),
     params:
-        method=lambda wc: METHODS[wc.method],
-        seed=config["seed"],
+        method=lambda wc: method_of(wc.method),
+        seed=lambda wc: seed_of(wc.method),
         device=config["device"],
     threads: THREADS
     resources:

@@ -1,7 +1,8 @@
 # LoRA recovery ("w/ tune") of any pruned checkpoint; its evaluation is the ordinary evaluate rule.
+# A checkpoint: its evaluation asks whether the recovered model is bit-identical to another's.
 
 
-rule recover:
+checkpoint recover:
     input:
         model=f"{paths.RESULT}/model",
         data=paths.data_dir(config["recovery"]["dataset"]),
@@ -26,14 +27,14 @@ rule recover:
 
 use rule evaluate as evaluate_tuned with:
     input:
-        model=f"{paths.RESULT}/lora/model",
-        dense=dense_dir,
-        data=eval_data(),
+        unpack(evaluation_inputs("lora")),
     output:
-        f"{paths.RESULT}/lora/metrics.json",
+        metrics=f"{paths.RESULT}/lora/{paths.METRICS}",
+        per_item=f"{paths.RESULT}/lora/{paths.ITEMS}",
     params:
         evaluation=config["evaluation"],
         tune="lora",
+        seed=lambda wc: seed_of(wc.method),
         config_files=workflow.configfiles,
         device=config["device"],
     log:
