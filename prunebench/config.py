@@ -147,6 +147,8 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
         if ratio_label(ratio) not in labels:
             raise ValueError(f"seed_ratios: {ratio} is not among the ratios {config['ratios']}")
     _check_evaluation(config["evaluation"])
+    if config["evaluation"].get("dtype") == "float16" and config.get("device", "cpu") == "cpu":
+        raise ValueError("evaluation.dtype float16 needs a GPU (device: cuda); on a CPU use bfloat16 or float32")
     if verify_data:
         for name in datasets_needed(config):
             verify_dataset(name, config["data_dir"])

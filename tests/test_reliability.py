@@ -140,7 +140,7 @@ BAD_INPUTS = [
     ("seed-ratio-not-a-ratio", lambda c, t: set_in(c, "seed_ratios", [0.2]),
      ["seed_ratios: 0.2 is not among the ratios [0.5]"]),
     ("evaluation-dtype", lambda c, t: set_in(c, "evaluation.dtype", "float64"),
-     ["evaluation.dtype = 'float64': 'float64' is not one of ['float32', 'bfloat16']"]),
+     ["evaluation.dtype = 'float64': 'float64' is not one of ['float32', 'bfloat16', 'float16']"]),
 ]
 
 
