@@ -5,7 +5,6 @@ outcome kept for paired comparisons.
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pandas as pd
@@ -16,7 +15,7 @@ from ..sources.datasets import PERPLEXITY, perplexity_text
 from .perplexity import perplexity
 from .zeroshot import evaluate_zeroshot
 
-__all__ = ["evaluate", "raw_forward_throughput", "zeroshot_average"]
+__all__ = ["evaluate", "zeroshot_average"]
 
 
 def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopwatch | None = None,
@@ -36,7 +35,7 @@ def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopw
         for name in ppl_cfg["datasets"]:
             ids = tokenizer(perplexity_text(name, data_root), return_tensors="pt")["input_ids"][0]
             result = perplexity(model, ids, ppl_cfg["seqlen"], ppl_cfg["batch_size"], ppl_cfg.get("max_windows"),
-                                name=name, full=full_perplexity)
+                                name=name, full=full_perplexity, watch=watch)
             items.append(result.pop("items"))
             result["protocol"] = PERPLEXITY[name][2]
             out["perplexity"][name] = result
@@ -56,9 +55,11 @@ def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopw
                               for t, r in out["zeroshot"].items() if r["docs"] < r["docs_total"]]
         out["average"] = zeroshot_average(out["zeroshot"])
     out["add_bos_token"] = zs_cfg["add_bos_token"]
+    # The forward passes' own speed comes from the perplexity pass: timing extra forward passes on
+    # random ids cost each evaluation three batches' worth of compute for a number no report reads.
     out["throughput"] = {
         "perplexity_tokens_per_s": ppl_tokens / watch.times["perplexity"] if ppl_tokens else None,
-        "raw_forward_tokens_per_s": raw_forward_throughput(model, ppl_cfg["seqlen"], ppl_cfg["batch_size"]),
+        "raw_forward_tokens_per_s": ppl_tokens / watch.times["forward"] if ppl_tokens else None,
     }
     out["wall_s"] = dict(watch.times)
     return out, items
@@ -67,16 +68,3 @@ def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopw
 def zeroshot_average(results: dict[str, dict]) -> float:
     """The unweighted mean of the reported metric over the tasks (the papers' "Average")."""
     return sum(r["value"] for r in results.values()) / len(results)
-
-
-@torch.inference_mode()
-def raw_forward_throughput(model, seqlen: int = 128, batch_size: int = 8, seconds: float = 1.0) -> float:
-    """Tokens/s of bare forward passes on random ids: the ceiling the evaluation is compared with."""
-    device = next(model.parameters()).device
-    ids = torch.randint(0, model.config.vocab_size, (batch_size, seqlen), device=device)
-    model(ids)  # warm-up
-    start, n = time.perf_counter(), 0
-    while time.perf_counter() - start < seconds or n < 2:
-        model(ids)
-        n += 1
-    return n * batch_size * seqlen / (time.perf_counter() - start)

@@ -4,6 +4,7 @@ windows of `seqlen` tokens, ppl = exp(mean next-token NLL over every predicted t
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -34,12 +35,13 @@ def window_nll(model, windows: torch.Tensor) -> torch.Tensor:
 
 
 def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: int = 8,
-               max_windows: int | None = None, name: str = "ppl", full: bool = False) -> dict:
+               max_windows: int | None = None, name: str = "ppl", full: bool = False, watch=None) -> dict:
     """ppl of `token_ids` (1-D) plus the standard error of the mean window NLL and the window counts.
     Every window predicts seqlen-1 tokens, so the mean of window means is the mean token NLL.
     With `full`, every window is evaluated and the result, still that of the `max_windows` subsample
     (its windows are among them), carries the full test set's under "full": one pass gives both.
     Under "items": every evaluated window's mean NLL, named by its first token's offset (set: `name`).
+    `watch` (a provenance.Stopwatch) times the model's forward passes as "forward".
     """
     token_ids = token_ids.flatten()
     n_tokens = token_ids.numel()
@@ -51,7 +53,8 @@ def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: in
     nlls = []
     for i in tqdm(range(0, len(starts), batch_size), desc=name, mininterval=10):
         batch = torch.stack([token_ids[s:s + seqlen] for s in starts[i:i + batch_size]]).to(device)
-        nlls.append(window_nll(model, batch).cpu())
+        with watch("forward") if watch else nullcontext():
+            nlls.append(window_nll(model, batch).cpu())
     nll = torch.cat(nlls)
     result = _summary(nll, seqlen, n_tokens)
     if len(subsample) < len(starts):  # a full pass: the subsample's numbers, the full set's under "full"

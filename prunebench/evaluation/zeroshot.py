@@ -63,21 +63,16 @@ def _task_manager():
     return TaskManager(include_defaults=False)
 
 
-def build_tasks(tasks: list[str], data_root: str | Path, docs: dict[str, list[int]] | None = None) -> dict[str, Any]:
-    """lm-eval Task objects keyed by our task names; with `docs`, each task's split holds only the
-    documents of those (sorted) indices, so that lm-eval neither formats nor iterates the rest."""
-    configs = [task_config(t, data_root) for t in tasks]
-    for name, cfg in zip(tasks, configs):
-        if docs and docs.get(name) is not None:
-            cfg["process_docs"] = lambda split, keep=docs[name]: split.select(keep)
-    loaded = _task_manager().load(configs)["tasks"]
+def build_tasks(tasks: list[str], data_root: str | Path) -> dict[str, Any]:
+    """lm-eval Task objects keyed by our task names."""
+    loaded = _task_manager().load([task_config(t, data_root) for t in tasks])["tasks"]
     return {t: loaded[task_config(t)["task"]] for t in tasks}
 
 
-def _sample_indices(size: int, n: int | None, seed: int) -> list[int] | None:
+def _sample_indices(size: int, n: int | None, seed: int) -> list[int]:
     # A seeded random subset is an unbiased estimate of the full split (the first n documents
-    # of a file need not be). None: every document.
-    return None if n is None else sorted(random.Random(seed).sample(range(size), n))
+    # of a file need not be).
+    return list(range(size)) if n is None else sorted(random.Random(seed).sample(range(size), n))
 
 
 @torch.inference_mode()
@@ -90,40 +85,40 @@ def evaluate_zeroshot(model, tokenizer, tasks: list[str], data_root: str | Path,
     from lm_eval.models.huggingface import HFLM
 
     limits = check_limits(tasks, limit)
-    docs = {t: _sample_indices(task_config(t)["metadata"]["docs"], limits[t], seed) for t in tasks}
-    objs = build_tasks(tasks, data_root, docs)
+    objs = build_tasks(tasks, data_root)
+    samples = {objs[t].config.task: _sample_indices(task_config(t)["metadata"]["docs"], limits[t], seed)
+               for t in tasks}
     # log-softmax in float32 whatever the model's dtype: a bfloat16 model's log-probabilities
     # would otherwise be rounded to 3 significant digits before choices are compared
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add_bos_token,
               softmax_dtype=torch.float32)
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
-    out = lm_eval.simple_evaluate(model=lm, tasks=list(objs.values()), num_fewshot=0, bootstrap_iters=100,
-                                  log_samples=True, task_manager=_task_manager(), random_seed=seed,
-                                  numpy_random_seed=seed, torch_random_seed=seed)
+    out = lm_eval.simple_evaluate(model=lm, tasks=list(objs.values()), num_fewshot=0, samples=samples,
+                                  bootstrap_iters=100, log_samples=True, task_manager=_task_manager(),
+                                  random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed)
     results = {}
     for task in tasks:
         cfg = task_config(task)
         raw = out["results"][cfg["task"]]
         metric = cfg["metadata"]["report"]
-        samples = out["samples"][cfg["task"]]
         results[task] = {
             "metric": metric,
             "value": raw[f"{metric},none"],
             "stderr": raw.get(f"{metric}_stderr,none"),
-            "docs": len(samples),
+            "docs": len(samples[cfg["task"]]),
             "docs_total": cfg["metadata"]["docs"],
             "all": {k.split(",")[0]: v for k, v in raw.items() if k.endswith(",none")},
-            "items": _items(task, objs[task], samples, metric, docs[task]),
+            "items": _items(task, objs[task], out["samples"][cfg["task"]], metric),
         }
     return results
 
 
-def _items(task: str, obj, samples: list[dict], metric: str, docs: list[int] | None) -> pd.DataFrame:
-    """Each logged document: its index in the full split, lm-eval's correctness under `metric`, the
-    gold answer as lm-eval scores it, and the choice `metric` picks from the logged loglikelihoods
+def _items(task: str, obj, logged: list[dict], metric: str) -> pd.DataFrame:
+    """Each logged document: its index in the split, lm-eval's correctness under `metric`, the gold
+    answer as lm-eval scores it, and the choice `metric` picks from the logged loglikelihoods
     (acc_norm: divided by the choice's length in characters, as lm-eval does)."""
     rows = []
-    for sample in sorted(samples, key=lambda s: s["doc_id"]):
+    for sample in sorted(logged, key=lambda s: s["doc_id"]):
         doc = sample["doc"]
         lls = np.array([resp[0] for resp in sample["filtered_resps"]])
         if metric == "acc_norm":
@@ -133,7 +128,6 @@ def _items(task: str, obj, samples: list[dict], metric: str, docs: list[int] | N
         if (chosen == gold) != bool(sample[metric]):
             raise RuntimeError(f"{task} document {sample['doc_id']}: choice {chosen} against gold {gold!r} "
                                f"disagrees with lm-eval's {metric} {sample[metric]}")
-        index = sample["doc_id"] if docs is None else docs[sample["doc_id"]]
-        rows.append((index, float(sample[metric]), int(gold), chosen))
+        rows.append((sample["doc_id"], float(sample[metric]), int(gold), chosen))
     index, value, gold, chosen = zip(*rows)
     return items_frame("zeroshot", task, index, value, gold, chosen)
