@@ -286,7 +286,7 @@ def test_sigkill_during_pruning_or_evaluation_then_same_command_resumes(tiny_dir
 
 def _stable(metrics: dict) -> dict:
     """metrics.json less what legitimately differs between runs: wall times, speed, host, date."""
-    drop = {"wall_s", "throughput", "provenance", "peak_memory_mb"}
+    drop = {"wall_s", "cpu_s", "throughput", "provenance", "peak_memory_mb"}
     out = {k: v for k, v in metrics.items() if k not in drop}
     out["pruning"] = {k: v for k, v in metrics["pruning"].items() if k not in drop | {"environment"}}
     return out

@@ -521,3 +521,17 @@ def test_cost_table_quotes_the_paper_scale_memory_a_prune_job_recorded(results):
     md = render(build_table("cost", Results(results.summary, results.efficiency, {**results.metrics, key: record},
                                             results.config)), "md")
     assert "on LLaMA-7B" in md and "FLAP: 43 GB (fp16 weights 13.5, float32 Fisher 21.0" in md
+
+
+def test_rule_budget_sums_the_benchmark_files_per_rule(tmp_path):
+    from prunebench.reporting.budget import rule_budget
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for path, wall, rss, cpu in (("evaluate/m/a/0.2.tsv", 60, 900, 120), ("evaluate/m/b/0.5.tsv", 30, 1100, 60),
+                                 ("prune/m/a/0.2.tsv", 12, 700, 6)):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(header + f"{wall}\t0:00:{wall}\t{rss}\t0\t0\t0\t0\t0\t50\t{cpu}\n")
+    table = rule_budget(tmp_path)
+    assert list(table.index) == ["evaluate", "prune", "total"]
+    assert table.loc["evaluate"].tolist() == [2, 3.0, 1.5, 1100] and table.loc["prune"].tolist() == [1, 0.1, 0.2, 700]
+    assert table.loc["total"].tolist() == [3, 3.1, 1.7, 1100]

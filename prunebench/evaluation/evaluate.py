@@ -61,7 +61,7 @@ def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopw
         "perplexity_tokens_per_s": ppl_tokens / watch.times["perplexity"] if ppl_tokens else None,
         "raw_forward_tokens_per_s": ppl_tokens / watch.times["forward"] if ppl_tokens else None,
     }
-    out["wall_s"] = dict(watch.times)
+    out["wall_s"], out["cpu_s"] = dict(watch.times), dict(watch.cpu)
     return out, items
 
 

@@ -120,9 +120,11 @@ def _kind(column: str) -> str:
     return "ppl" if column in PPL_COLUMNS else "acc"
 
 
-def _metric_notes(results: Results, columns: list[str], groups: list) -> list[str]:
+def _metric_notes(results: Results, columns: list[str], groups: list, marks: bool = True) -> list[str]:
+    """What a table of metrics rests on; `marks`: it marks the best and what is indistinguishable from it."""
     notes = ["Bold: best in its row group (↓: lower is better); underlined: statistically indistinguishable "
-             "from it (the paired interval of the difference to the best includes 0).", comparison_note(results)]
+             "from it (the paired interval of the difference to the best includes 0).",
+             comparison_note(results)] if marks else []
     if any(c.dagger for _, rows in groups for _, cells in rows for c in cells):
         notes.append(f"{DAGGER}: measured on a subsample of the test set (sizes below), not the full set.")
     notes += seeds_notes(results) + shared_evaluation_notes(results)
@@ -217,7 +219,7 @@ def seeds_table(results: Results) -> Table:
              "shows their mean. The sd over seeds (calibration spread) compares with each seed's ± stderr "
              "(evaluation noise)."]
     return Table("Calibration seeds: every seed's numbers", [COLUMN_LABELS[c] for c in columns], groups,
-                 notes + _metric_notes(results, columns, groups)[2:])
+                 notes + _metric_notes(results, columns, groups, marks=False))
 
 
 def dense_table(results: Results) -> Table:

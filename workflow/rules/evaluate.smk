@@ -48,7 +48,7 @@ use rule evaluate as evaluate_dense with:
     log:
         "results/logs/evaluate/{model}/dense/0.log",
     benchmark:
-        "results/benchmarks/evaluate/{model}/dense/0.tsv"
+        "results/benchmarks/evaluate_dense/{model}.tsv"
 
 
 ruleorder: evaluate_dense > evaluate

@@ -10,6 +10,8 @@ rule calibration_windows:
     priority: 10  # calibration and pruning first: every evaluation waits on them
     log:
         "results/logs/calibration_windows/{model}/{calib}.log",
+    benchmark:
+        "results/benchmarks/calibration_windows/{model}/{calib}.tsv"
     script:
         "../scripts/calibration_windows.py"
 

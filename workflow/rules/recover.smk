@@ -40,4 +40,4 @@ use rule evaluate as evaluate_tuned with:
     log:
         "results/logs/evaluate/{model}/{method}/{ratio}.lora.log",
     benchmark:
-        "results/benchmarks/evaluate/{model}/{method}/{ratio}.lora.tsv"
+        "results/benchmarks/evaluate_tuned/{model}/{method}/{ratio}.tsv"
