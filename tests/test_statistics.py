@@ -22,7 +22,8 @@ def test_bootstrap_of_correctness_is_the_binomial_of_its_rate():
     correct = np.r_[np.ones(k), np.zeros(n - k)]
     interval = paired_bootstrap(correct, np.zeros(n))
     assert (interval.diff, interval.items) == (k / n, n)
-    assert (interval.low, interval.high) == (binom.ppf(0.025, n, k / n) / n, binom.ppf(0.975, n, k / n) / n) == (5 / 32, 15 / 32)
+    quantiles = binom.ppf(0.025, n, k / n) / n, binom.ppf(0.975, n, k / n) / n
+    assert (interval.low, interval.high) == quantiles == (5 / 32, 15 / 32)
     draws = bootstrap_distribution(correct)
     assert draws.shape == (N_RESAMPLES,)
     assert np.mean(draws == 10 / 32) == pytest.approx(binom.pmf(10, n, k / n), abs=0.012)  # 0.1554, sd 0.0036

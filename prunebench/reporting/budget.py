@@ -25,7 +25,7 @@ def rule_budget(folder: str | Path) -> pd.DataFrame:
                                      max_rss_mb=("max_rss", "max"))
     table[["cpu_min", "wall_min"]] /= 60
     table = table.sort_values("cpu_min", ascending=False)
-    table.loc["total"] = [table["jobs"].sum(), table["cpu_min"].sum(), table["wall_min"].sum(), table["max_rss_mb"].max()]
+    table.loc["total"] = [*table[["jobs", "cpu_min", "wall_min"]].sum(), table["max_rss_mb"].max()]
     return table.round(2)
 
 

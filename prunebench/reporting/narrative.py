@@ -56,11 +56,14 @@ def _intervals(results: Results, group: pd.DataFrame, column: str, reference: st
 def _leader(results: Results, group: pd.DataFrame, column: str, dense: pd.Series) -> str:
     """Who leads a group on `column` and against whom the paired intervals support it."""
     lower = column in PPL_COLUMNS
-    best = group.loc[group[column].idxmin() if lower else group[column].idxmax()]
+    vs_best = _intervals(results, group, column, "best")
+    if vs_best.empty:
+        best = group.loc[group[column].idxmin() if lower else group[column].idxmax()]
+    else:  # the comparisons' best: of equal values, the one the others were compared with
+        best = group[group["method"] == vs_best["reference_method"].iloc[0]].iloc[0]
     value = f"{_ppl(best, column)}; dense {_ppl(dense, column)}" if lower else f"{_acc(best)}; dense {_acc(dense)}"
     what = f"the lowest {DATASET_LABELS[column]} perplexity" if lower else "the highest zero-shot average"
     text = f"{_label(best)} has {what} ({value})"
-    vs_best = _intervals(results, group, column, "best")
     if len(group) < 2:
         return text
     if vs_best.empty:
@@ -102,7 +105,8 @@ def _recovery_sentence(results: Results, rows: pd.DataFrame) -> str:
     if tuned.empty:
         return "These results hold no recovered (w/ tune) models, so they do not show whether recovery helps."
     parts = []
-    for column in [c for c in PPL_COLUMNS if c in results.measured][:1] + (["average"] if "average" in results.measured else []):
+    columns = [c for c in PPL_COLUMNS if c in results.measured][:1] + [c for c in ["average"] if c in results.measured]
+    for column in columns:
         pairs = pd.concat([_intervals(results, group, column, "untuned")
                            for _, group in tuned.groupby(["ratio", "tune"], sort=False)])
         if pairs.empty:
@@ -118,7 +122,8 @@ def _recovery_sentence(results: Results, rows: pd.DataFrame) -> str:
                          f"{same} indistinguishable (median {100 * pairs['diff'].median():+.2f} points)")
     if not parts:
         return "Whether recovery helped needs per-item results, which these results lack."
-    return "By paired 95 % intervals against the same method without recovery, LoRA recovery " + "; it ".join(parts) + "."
+    return ("By paired 95 % intervals against the same method without recovery, LoRA recovery "
+            + "; it ".join(parts) + ".")
 
 
 def _seed_sentence(results: Results, model: str) -> str:

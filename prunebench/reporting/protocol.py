@@ -65,7 +65,8 @@ def zeroshot_notes(results: Results) -> list[str]:
                      f"({docs} documents{DAGGER if sub else ''})")
     bos = _join("added" if m.get("add_bos_token") else "not added" for m in runs)
     version = _join(m["provenance"]["packages"].get("lm-eval") for m in runs)
-    return [f"Zero-shot (lm-eval {version}, 0-shot, {_dtypes(results)}, BOS token {bos}; subsets are seeded random draws): "
+    return [f"Zero-shot (lm-eval {version}, 0-shot, {_dtypes(results)}, BOS token {bos}; subsets are seeded random "
+            "draws): "
             + ", ".join(tasks) + ". Scores in %, ± one standard error; Average is the unweighted task mean, "
             "its stderr sqrt(Σse²)/n."]
 

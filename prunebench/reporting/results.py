@@ -17,7 +17,8 @@ from ..io import read_json
 from ..paths import split_run
 
 __all__ = ["SUMMARY_COLUMNS", "PPL_COLUMNS", "TASK_COLUMNS", "METRIC_COLUMNS", "COLUMN_LABELS", "summary_row",
-           "collate", "Results", "load_results", "order_rows", "method_label", "setting_label", "row_key", "is_main_run"]
+           "collate", "Results", "load_results", "order_rows", "method_label", "setting_label", "row_key",
+           "is_main_run"]
 
 PPL_COLUMNS = ["wikitext2", "ptb"]
 TASK_COLUMNS = ["boolq", "piqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"]
