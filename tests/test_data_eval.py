@@ -12,6 +12,7 @@ from prunebench.calibration import CalibrationSpec, calibration_windows
 from prunebench.evaluation.items import read_items, write_items
 from prunebench.evaluation.perplexity import perplexity, window_starts
 from prunebench.evaluation.zeroshot import available_tasks, build_tasks, check_limits, evaluate_zeroshot
+from prunebench.provenance import Stopwatch
 from prunebench.sources.datasets import DATASETS, DataError, install_dataset, perplexity_text
 
 TASKS = {"boolq": (3270, {2}), "piqa": (1838, {2}), "hellaswag": (10042, {4}), "winogrande": (1267, {2}),
@@ -154,7 +155,9 @@ def test_items_round_trip_exactly(tmp_path):
 def test_full_pass_gives_the_subsample_and_the_full_test_set():
     torch.manual_seed(0)
     model, ids = BigramModel(torch.randn(7, 7)), torch.randint(0, 7, (203,))  # 25 windows of 8
-    both = perplexity(model, ids, seqlen=8, batch_size=3, max_windows=5, full=True)
+    watch = Stopwatch()
+    both = perplexity(model, ids, seqlen=8, batch_size=3, max_windows=5, full=True, watch=watch)
+    assert set(watch.times) == set(watch.cpu) == {"forward"}  # the forward passes, timed for throughput
     subsample = perplexity(model, ids, seqlen=8, batch_size=3, max_windows=5)
     full = perplexity(model, ids, seqlen=8, batch_size=3)
     assert (both["windows"], both["full"]["windows"], both["full"]["windows_total"]) == (5, 25, 25)
