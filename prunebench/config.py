@@ -16,7 +16,8 @@ from .sources.datasets import CORPORA, PERPLEXITY, DataError, alpaca_examples, v
 from .sources.models import check_source
 
 __all__ = ["ConfigError", "check_config", "check_unique_keys", "schema_problem", "datasets_needed",
-           "evaluation_datasets", "task_dataset", "calibration_of", "method_params", "ratio_label"]
+           "evaluation_datasets", "task_dataset", "calibration_of", "method_params", "ratio_label", "method_seeds",
+           "seed_ratios"]
 
 
 class ConfigError(ValueError):
@@ -61,10 +62,25 @@ def check_unique_keys(path: str | Path) -> None:
 
 
 def calibration_of(method: dict[str, Any], seed: int) -> CalibrationSpec | None:
+    """The calibration draw of `method`'s run with `seed` (one of `method_seeds`)."""
     cal = method.get("calibration")
     if not cal:
         return None
-    return CalibrationSpec(cal["corpus"], cal["nsamples"], cal["seqlen"], cal.get("seed", seed))
+    return CalibrationSpec(cal["corpus"], cal["nsamples"], cal["seqlen"], seed)
+
+
+def method_seeds(config: dict[str, Any], name: str) -> list[int]:
+    """The calibration seeds method `name` is pruned with, the first giving its main rows: its own
+    `seeds`, else the global `seeds`, else the one seed of its calibration entry or the run's `seed`."""
+    method = config["methods"][name]
+    if method.get("seeds") or config.get("seeds"):
+        return list(method.get("seeds") or config["seeds"])
+    return [(method.get("calibration") or {}).get("seed", config["seed"])]
+
+
+def seed_ratios(config: dict[str, Any]) -> list[str]:
+    """The ratio labels at which methods prune their seeds after the first (w/o tune)."""
+    return [ratio_label(r) for r in config.get("seed_ratios") or config["ratios"]]
 
 
 def task_dataset(task: str) -> str:
@@ -112,6 +128,8 @@ def schema_problem(config: dict[str, Any], schema_file: str | Path) -> str:
         node = node.get("items", {}) if isinstance(part, int) else (
             node.get("properties", {}).get(part) or node.get("additionalProperties") or {})
         node = node if isinstance(node, dict) else {}
+        if node.get("$ref", "").startswith("#/$defs/"):  # a shared definition (seeds)
+            node = schema["$defs"][node["$ref"].removeprefix("#/$defs/")]
         about = f" ({node['description']})" if node.get("description") else about
     value = "" if isinstance(error.instance, (dict, list)) else f" = {error.instance!r}"
     return f"{where or 'top level'}{value}: {error.message}{about}"
@@ -165,12 +183,21 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
         if cal and cal["corpus"] not in CORPORA:
             raise ValueError(f"method {name!r}: unknown calibration corpus {cal['corpus']!r}; "
                              f"allowed: {', '.join(sorted(CORPORA))}")
+        if cal and "seed" in cal and (method.get("seeds") or config.get("seeds")):
+            raise ValueError(f"method {name!r}: calibration.seed {cal['seed']} and seeds "
+                             f"{method.get('seeds') or config['seeds']} both set; give the calibration seeds in "
+                             "`seeds` only")
+    for ratio in config.get("seed_ratios") or []:
+        if ratio_label(ratio) not in labels:
+            raise ValueError(f"seed_ratios: {ratio} is not among the ratios {config['ratios']}")
     _check_evaluation(config["evaluation"])
     recovery = config["recovery"] if _recovers(config) else None
     for key in ("warmup", "eval_every") if recovery else ():
         if recovery[key] >= 1 and recovery[key] != int(recovery[key]):
             raise ValueError(f"recovery.{key} {recovery[key]} is neither a whole number of steps nor a fraction "
                              "(below 1) of the optimizer steps")
+    if config["evaluation"].get("dtype") == "float16" and config.get("device", "cpu") == "cpu":
+        raise ValueError("evaluation.dtype float16 needs a GPU (device: cuda); on a CPU use bfloat16 or float32")
     if verify_data:
         for name in datasets_needed(config):
             verify_dataset(name, config["data_dir"])

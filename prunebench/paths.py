@@ -3,15 +3,23 @@
 they read theirs from Snakemake's `input` and `output`."""
 from __future__ import annotations
 
-__all__ = ["DATA", "MODEL", "CALIBRATION", "RESULT", "EFFICIENCY", "SUMMARY", "data_dir", "model_dir",
-           "calibration_dir", "result_dir", "efficiency_csv"]
+__all__ = ["DATA", "MODEL", "CALIBRATION", "RESULT", "METRICS", "ITEMS", "EFFICIENCY", "SUMMARY", "SEEDS",
+           "COMPARISONS", "RUN_PATTERN", "data_dir", "model_dir", "calibration_dir", "result_dir", "efficiency_csv",
+           "run_name", "split_run"]
 
 DATA = "resources/data/{dataset}"  # a verified copy of one shared dataset
 MODEL = "resources/models/{model}"  # the dense model: safetensors, tokenizer, manifest.json
 CALIBRATION = "resources/calibration/{model}/{calib}"  # tokens.safetensors, activations.safetensors
-RESULT = "results/{model}/{method}/{ratio}"  # model/ and metrics.json; the recovered model's under lora/
+# model/, metrics.json and items.csv; the recovered model's under lora/. {method} is a run: the
+# method's name for its first (main) calibration seed, "<method>@seed<s>" for each further seed.
+RESULT = "results/{model}/{method}/{ratio}"
+METRICS = "metrics.json"  # an evaluation's numbers, beside its model
+ITEMS = "items.csv"  # and its per-item outcomes (prunebench.evaluation.items)
 EFFICIENCY = "results/{model}/efficiency.csv"  # speed and memory of every pruned model against the dense one
-SUMMARY = "results/summary.csv"  # one row per model, method, ratio, tune
+SUMMARY = "results/summary.csv"  # one row per model, method, ratio, tune (the mean over seeds)
+SEEDS = "results/seeds.csv"  # one row per seed of every method evaluated with several
+COMPARISONS = "results/comparisons.csv"  # paired differences with bootstrap intervals
+RUN_PATTERN = "[a-z0-9][a-z0-9_-]*(@seed[0-9]+)?"  # method names cannot hold "@"
 
 
 def data_dir(dataset: str) -> str:
@@ -34,3 +42,14 @@ def result_dir(model: str, method: str, ratio: str, tune: str = "none") -> str:
     """The folder of one row of the results: `tune` "none" (w/o tune) or the recovery ("lora")."""
     base = RESULT.format(model=model, method=method, ratio=ratio)
     return base if tune == "none" else f"{base}/{tune}"
+
+
+def run_name(method: str, seed: int | None = None) -> str:
+    """The results folder of a method's run: its name for the main seed (None), else with "@seed<s>"."""
+    return method if seed is None else f"{method}@seed{seed}"
+
+
+def split_run(run: str) -> tuple[str, int | None]:
+    """(method, seed) of a run name; seed None for the main seed."""
+    method, _, seed = run.partition("@seed")
+    return method, int(seed) if seed else None

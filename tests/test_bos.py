@@ -58,7 +58,7 @@ def test_perplexity_windows_and_the_recorded_protocol(policy, words, monkeypatch
     model = Recorder()
     settings = {"perplexity": {"datasets": ["wikitext2"], "seqlen": 4, "batch_size": 8},
                 "zeroshot": {"tasks": []}}
-    out = evaluate(model, words, settings, data_root=None, bos=policy)
+    out, _ = evaluate(model, words, settings, data_root=None, bos=policy)
     assert model.seen[0] == PPL_WINDOWS[policy]  # the first call: every perplexity window in one batch
     resolved = "every-window" if policy == "auto" else policy
     assert out["perplexity"]["wikitext2"]["bos"] == resolved

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from prunebench.calibration import CalibrationSpec, calibration_windows
+from prunebench.evaluation.items import read_items, write_items
 from prunebench.evaluation.perplexity import perplexity, window_starts
 from prunebench.evaluation.zeroshot import available_tasks, build_tasks, check_limits, evaluate_zeroshot
+from prunebench.provenance import Stopwatch
 from prunebench.sources.datasets import DATASETS, DataError, install_dataset, perplexity_text
 
 TASKS = {"boolq": (3270, {2}), "piqa": (1838, {2}), "hellaswag": (10042, {4}), "winogrande": (1267, {2}),
@@ -96,6 +98,9 @@ def test_perplexity_equals_hand_computation():
     assert math.isclose(result["ppl"], math.exp(sum(nll) / len(nll)), rel_tol=1e-6)
     per_window = torch.tensor(nll).view(3, 3).mean(1).double()
     assert math.isclose(result["nll_stderr"], (per_window.std() / math.sqrt(3)).item(), rel_tol=1e-6)
+    items = result["items"]  # every window's mean NLL, named by its first token's offset
+    assert list(items["item"]) == [0, 4, 8] and set(items["kind"]) == {"perplexity"}
+    assert items["value"].to_numpy() == pytest.approx(per_window.numpy(), rel=1e-6)
 
 
 @pytest.mark.parametrize("corpus", ["c4", "bookcorpus"])
@@ -122,21 +127,39 @@ def test_limit_checks():
     assert len(available_tasks()) == 7
 
 
-def test_zeroshot_through_lm_eval(installed, tokenizer):
+def test_zeroshot_through_lm_eval_keeps_its_sample_log(installed, tokenizer, data_root):
+    """Each document's outcome is lm-eval's: its logged correctness averages to lm-eval's score, the
+    chosen answer is right exactly where lm-eval counts it right, the gold is the data file's."""
     from conftest import tiny_model
 
-    results = evaluate_zeroshot(tiny_model(), tokenizer, ["piqa", "arc_challenge"], installed, limit=6,
-                                batch_size=8)
+    tasks = ["piqa", "arc_challenge", "winogrande"]
+    results = evaluate_zeroshot(tiny_model(), tokenizer, tasks, installed, limit=12, batch_size=8)
     assert results["piqa"]["metric"] == "acc" and results["arc_challenge"]["metric"] == "acc_norm"
-    for r in results.values():
-        assert r["docs"] == 6 and 0 <= r["value"] <= 1 and r["stderr"] is not None
-        assert r["value"] * 6 == pytest.approx(round(r["value"] * 6))
+    for task in tasks:
+        r, items = results[task], results[task]["items"]
+        assert r["docs"] == 12 == len(items) == items["item"].nunique() and r["stderr"] is not None
+        assert r["value"] == pytest.approx(items["value"].mean(), abs=1e-12)
+        assert ((items["chosen"] == items["gold"]) == (items["value"] == 1)).all()
+    labels = (data_root / "piqa" / "valid-labels.lst").read_text().split()
+    piqa = results["piqa"]["items"]
+    assert list(piqa["gold"]) == [int(labels[i]) for i in piqa["item"]]
+
+
+def test_items_round_trip_exactly(tmp_path):
+    torch.manual_seed(0)
+    model, ids = BigramModel(torch.randn(7, 7)), torch.randint(0, 7, (203,))
+    items = perplexity(model, ids, seqlen=8, max_windows=5)["items"]
+    write_items(tmp_path / "items.csv", [items])
+    back = read_items(tmp_path / "items.csv")
+    assert back.equals(items) and back["gold"].isna().all()
 
 
 def test_full_pass_gives_the_subsample_and_the_full_test_set():
     torch.manual_seed(0)
     model, ids = BigramModel(torch.randn(7, 7)), torch.randint(0, 7, (203,))  # 25 windows of 8
-    both = perplexity(model, ids, seqlen=8, batch_size=3, max_windows=5, full=True)
+    watch = Stopwatch()
+    both = perplexity(model, ids, seqlen=8, batch_size=3, max_windows=5, full=True, watch=watch)
+    assert set(watch.times) == set(watch.cpu) == {"forward"}  # the forward passes, timed for throughput
     subsample = perplexity(model, ids, seqlen=8, batch_size=3, max_windows=5)
     full = perplexity(model, ids, seqlen=8, batch_size=3)
     assert (both["windows"], both["full"]["windows"], both["full"]["windows_total"]) == (5, 25, 25)

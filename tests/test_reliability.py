@@ -148,6 +148,14 @@ BAD_INPUTS = [
      lambda c, t: set_in(c, "models.tiny.method_params", {"llm_pruner": {"layer_rnage": [1, 3]}}),
      ["models.tiny.method_params.llm_pruner: method 'llm_pruner' has no parameter 'layer_rnage' "
       "(did you mean 'layer_range'?)"]),
+    ("seeds-beside-calibration-seed", lambda c, t: set_in(c, "methods.flap.seeds", [0, 1]),
+     ["method 'flap': calibration.seed 0 and seeds [0, 1] both set; give the calibration seeds in `seeds` only"]),
+    ("seeds-repeated", lambda c, t: set_in(c, "seeds", [1, 1]), ["seeds: [1, 1] has non-unique elements",
+                                                               "a fresh calibration draw"]),
+    ("seed-ratio-not-a-ratio", lambda c, t: set_in(c, "seed_ratios", [0.2]),
+     ["seed_ratios: 0.2 is not among the ratios [0.5]"]),
+    ("evaluation-dtype", lambda c, t: set_in(c, "evaluation.dtype", "float64"),
+     ["evaluation.dtype = 'float64': 'float64' is not one of ['float32', 'bfloat16', 'float16']"]),
 ]
 
 
@@ -211,14 +219,15 @@ def test_damaged_checkpoint_is_refused_by_the_job_that_reads_it(damage, finished
     raw = weights.read_bytes()
     weights.write_bytes(raw[: len(raw) // 2] if damage == "truncated" else raw[:-9] + bytes([raw[-9] ^ 1]) + raw[-8:])
     target = "results/tiny/random/0.5/metrics.json"
-    others = {k: v for k, v in snapshot(workdir).items() if k != target and "/logs/" not in k}
+    outputs = {target, "results/tiny/random/0.5/items.csv"}  # the forced job's own outputs
+    others = {k: v for k, v in snapshot(workdir).items() if k not in outputs and "/logs/" not in k}
     result = run_snakemake(workdir, workdir / "good.yaml", *PROFILE, "--force", target, check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "is corrupt or was modified: model.safetensors sha256" in output, output[-3000:]
     assert "results/tiny/random/0.5/model" in output
     after = snapshot(workdir)
-    assert {k: v for k, v in after.items() if k != target and "/logs/" not in k and "benchmarks" not in k} == \
+    assert {k: v for k, v in after.items() if k not in outputs and "/logs/" not in k and "benchmarks" not in k} == \
         {k: v for k, v in others.items() if "benchmarks" not in k}
 
 
@@ -361,7 +370,7 @@ def test_sigkill_during_pruning_or_evaluation_then_same_command_resumes(tiny_dir
 
 def _stable(metrics: dict) -> dict:
     """metrics.json less what legitimately differs between runs: wall times, speed, host, date."""
-    drop = {"wall_s", "throughput", "provenance", "peak_memory_mb"}
+    drop = {"wall_s", "cpu_s", "throughput", "provenance", "peak_memory_mb"}
     out = {k: v for k, v in metrics.items() if k not in drop}
     out["pruning"] = {k: v for k, v in metrics["pruning"].items() if k not in drop | {"environment"}}
     return out

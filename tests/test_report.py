@@ -1,8 +1,10 @@
 """Reports from the committed results fixture (tests/fixtures/report: a real run of the suite on two
-tiny random LLaMAs at both default ratios): tables, figures, the README and its "what we see"."""
+tiny random LLaMAs at both default ratios, three methods with two calibration seeds at 0.2):
+collation of seeds and paired comparisons, tables, figures, the README and its "what we see"."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -14,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from prunebench.evaluation.items import read_items
 from prunebench.reporting.narrative import what_we_see
 from prunebench.reporting.plots import build_figure, figure_names, save
 from prunebench.reporting.protocol import DAGGER, calibration_notes
@@ -21,6 +24,7 @@ from prunebench.reporting.readme import readme
 from prunebench.reporting.results import (
     TASK_COLUMNS,
     Results,
+    collate,
     load_results,
     method_label,
     order_rows,
@@ -35,7 +39,8 @@ FIXTURE = Path(__file__).parent / "fixtures" / "report"
 def fixture_results() -> Results:
     results = FIXTURE / "results"
     return load_results(results / "summary.csv", sorted(results.glob("*/*/*/metrics.json")),
-                        sorted(results.glob("*/efficiency.csv")), yaml.safe_load((FIXTURE / "config.yaml").read_text()))
+                        sorted(results.glob("*/efficiency.csv")), yaml.safe_load((FIXTURE / "config.yaml").read_text()),
+                        results / "seeds.csv", results / "comparisons.csv")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +63,7 @@ def with_tuned_copy(results: Results) -> Results:
         metrics[(row["model"], row["method"], float(row["ratio"]), "lora")] = {
             **results.metrics[(row["model"], row["method"], float(row["ratio"]), "none")], "tune": "lora"}
     summary = order_rows(pd.concat([summary, tuned], ignore_index=True))
-    return Results(summary, results.efficiency, metrics, results.config)
+    return Results(summary, results.efficiency, metrics, results.config, results.seeds, results.comparisons)
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -87,14 +92,96 @@ def test_setting_labels_follow_the_papers():
     assert method_label("my-new-method") == "my-new-method"
 
 
+# --- collation: items, seeds, shared evaluations, paired comparisons -------------------------------
+
+def fixture_runs():
+    """Every run's metrics.json with its items."""
+    for path in sorted((FIXTURE / "results").glob("*/*/*/metrics.json")):
+        yield json.loads(path.read_text()), read_items(path.with_name("items.csv"))
+
+
+def test_items_reproduce_every_metrics_json_and_pair_across_runs():
+    keys = {}
+    for metrics, items in fixture_runs():
+        for name, r in metrics["perplexity"].items():
+            nll = items[(items["kind"] == "perplexity") & (items["set"] == name)]["value"]
+            assert len(nll) == r["windows"] == 4 and math.exp(nll.mean()) == pytest.approx(r["ppl"], rel=1e-12)
+        for task, r in metrics["zeroshot"].items():
+            docs = items[(items["kind"] == "zeroshot") & (items["set"] == task)]
+            assert len(docs) == r["docs"] == 3 and docs["value"].mean() == pytest.approx(r["value"], abs=1e-12)
+            assert ((docs["chosen"] == docs["gold"]) == (docs["value"] == 1)).all()
+        keys.setdefault(metrics["model"], set()).add(tuple(map(tuple, items[["kind", "set", "item"]].to_numpy())))
+    assert all(len(k) == 1 for k in keys.values())  # every run of a model: the same windows and documents
+
+
+def test_seeded_rows_are_the_mean_over_their_seeds(results):
+    seeded = results.summary[results.summary["seeds"] > 1]
+    assert sorted(set(seeded["method"])) == ["flap", "magnitude-sp", "random"] and set(seeded["ratio"]) == {0.2}
+    for _, row in seeded.iterrows():
+        runs = results.seeds[(results.seeds["model"] == row["model"]) & (results.seeds["method"] == row["method"])
+                             & (results.seeds["ratio"] == row["ratio"])]
+        assert sorted(runs["seed"]) == [0, 1] and row["seed"] == 0
+        assert row["wikitext2"] == pytest.approx(math.exp(np.log(runs["wikitext2"]).mean()), rel=1e-12)
+        assert row["wikitext2_sd"] == pytest.approx(runs["wikitext2"].std(), rel=1e-12)
+        assert row["boolq"] == pytest.approx(runs["boolq"].mean())
+        assert row["average"] == pytest.approx(runs["average"].mean())
+        # the geometric mean is the perplexity of the seed-averaged window NLLs
+        nll = [read_items(FIXTURE / "results" / row["model"] / r / "0.2" / "items.csv").query(
+            "kind == 'perplexity' and set == 'wikitext2'")["value"].to_numpy() for r in runs["run"]]
+        assert math.exp(np.mean(nll)) == pytest.approx(row["wikitext2"], rel=1e-12)
+
+
+def test_a_bit_identical_checkpoint_reports_the_earlier_evaluation(results):
+    """Magnitude pruning ignores the seed: its second seed's checkpoint is the first's, evaluated once."""
+    for model in results.models:
+        main = json.loads((FIXTURE / "results" / model / "magnitude-sp" / "0.2" / "metrics.json").read_text())
+        second = json.loads((FIXTURE / "results" / model / "magnitude-sp@seed1" / "0.2" / "metrics.json").read_text())
+        assert second["evaluation"] == {"content_hash": main["evaluation"]["content_hash"],
+                                        "evaluated_as": f"results/{model}/magnitude-sp/0.2/metrics.json"}
+        assert (second["seed"], second["run"], main["evaluation"]["evaluated_as"]) == (
+            1, "magnitude-sp@seed1", f"results/{model}/magnitude-sp/0.2/metrics.json")
+        hashes = [json.loads(p.read_text())["evaluation"]["content_hash"]
+                  for p in (FIXTURE / "results" / model).glob("*/*/metrics.json")]
+        assert hashes.count(main["evaluation"]["content_hash"]) == 2
+    note = " ".join(build_table("main", results).notes)
+    assert ("Magnitude-sp (L2) (seed 1) at Ratio = 20% w/o tune reports Magnitude-sp (L2) at Ratio = 20% w/o tune"
+            in note)
+
+
+def test_comparisons_are_the_table_differences_with_intervals_around_them(results):
+    comp = results.comparisons
+    values = results.summary.set_index(["model", "method", "ratio", "tune"])
+    assert set(comp["reference"]) == {"dense", "best"} and len(comp) > 200
+    for _, c in comp.iterrows():
+        mine, theirs = values.loc[(c["model"], c["method"], c["ratio"], c["tune"]), c["column"]], \
+            values.loc[(c["model"], c["reference_method"], 0.0 if c["reference"] == "dense" else c["ratio"], "none"),
+                       c["column"]]
+        expected = math.log(mine / theirs) if c["column"] in ("wikitext2", "ptb") else mine - theirs
+        assert c["diff"] == pytest.approx(expected, abs=1e-9)
+        assert c["low"] <= c["diff"] + 1e-12 and c["diff"] <= c["high"] + 1e-12
+        assert c["items"] == {"wikitext2": 4, "ptb": 4, "average": 21}.get(c["column"], 3)
+
+
+def test_collate_refuses_rows_evaluated_in_different_dtypes(tmp_path):
+    paths = []
+    for i, dtype in enumerate(("float32", "bfloat16")):
+        metrics = json.loads((FIXTURE / "results" / "tiny-gqa" / "flap" / "0.5" / "metrics.json").read_text())
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(dict(metrics, dtype=dtype)))
+    with pytest.raises(ValueError, match=r"different dtypes \['bfloat16', 'float32'\] cannot be compared: "
+                                         r"flap/0.5/none: float32, flap/0.5/none: bfloat16"):
+        collate(paths)
+
+
 # --- tables --------------------------------------------------------------------------------------
 
-def test_ranks_mark_best_and_second_only_where_they_mean_something():
+def test_ranks_mark_the_best_and_what_is_indistinguishable_from_it():
     values = pd.Series([3.0, 1.0, 2.0, math.nan])
-    assert list(_ranks(values, lower_is_better=True)) == [0, 1, 2, 0]
-    assert list(_ranks(values, lower_is_better=False)) == [1, 0, 2, 0]
-    assert list(_ranks(pd.Series([5.0, 4.0]), lower_is_better=True)) == [0, 1]  # no "second" of two
-    assert list(_ranks(pd.Series([4.0, 4.0, 5.0]), lower_is_better=True)) == [1, 1, 2]  # ties share
+    tied = pd.Series([False, False, True, False])
+    assert list(_ranks(values, lower_is_better=True, tied=tied)) == [0, 1, 2, 0]
+    assert list(_ranks(values, lower_is_better=False, tied=tied)) == [1, 0, 2, 0]
+    assert list(_ranks(pd.Series([4.0, 4.0, 5.0]), True, pd.Series([True, False, True]))) == [1, 1, 2]  # equal: best
+    assert list(_ranks(pd.Series([5.0, math.nan]), True, pd.Series([True, True]))) == [0, 0]  # nothing to rank
 
 
 def test_main_table_shows_every_summary_number_with_marks(results):
@@ -104,16 +191,42 @@ def test_main_table_shows_every_summary_number_with_marks(results):
     assert list(groups)[0] == "tiny-gqa · Ratio = 0%"
     for _, row in results.summary.iterrows():
         label = f"{row['model']} · {setting_label(row['ratio'], row['tune'])}"
-        cells = dict(groups[label])[method_label(row["method"])]
+        seeded = row["seeds"] > 1  # the mean over seeds, with their sd instead of the stderr
+        cells = dict(groups[label])[method_label(row["method"]) + (" (2 seeds)" if seeded else "")]
         assert (cells[0].text, cells[0].rank) == (f"{100 * row['removed_fraction']:.1f}", 0)  # a fact, never ranked
         assert cells[1].text == f"{row['wikitext2']:.2f}" and cells[1].dagger
-        assert cells[3].text == f"{100 * row['boolq']:.2f}" and cells[3].detail == f"±{100 * row['boolq_stderr']:.1f}"
+        assert cells[1].detail == (f"sd {row['wikitext2_sd']:.2f}" if seeded else "")
+        assert cells[3].text == f"{100 * row['boolq']:.2f}"
+        assert cells[3].detail == (f"sd {100 * row['boolq_sd']:.1f}" if seeded else f"±{100 * row['boolq_stderr']:.1f}")
     assert "Removed: the real percentage of decoder attention+MLP parameters removed" in " ".join(table.notes)
     for label, rows in table.groups:
         values = [float(cells[1].text) for _, cells in rows]
         best = [float(cells[1].text) for _, cells in rows if cells[1].rank == 1]
         assert best == ([min(values)] * len(best) if len(rows) > 1 else [])
 
+
+def test_underlines_are_the_rows_whose_paired_interval_to_the_best_includes_zero(results):
+    """Every marked cell, and only those, has a 95 % interval against its group's best that includes
+    0: underlined, or bold where its value equals the best's; the best row itself has no comparison."""
+    comp = results.comparisons.set_index(["model", "method", "ratio", "tune", "column", "reference"])
+    table = build_table("main", results)
+    columns = results.measured
+    labels = {method_label(m) + suffix: m for m in results.summary["method"] for suffix in ("", " (2 seeds)")}
+    seen = 0
+    for group, rows in table.groups:
+        model, setting = group.split(" · ")
+        ratio = float(setting.split("= ")[1].split("%")[0]) / 100
+        if ratio == 0:
+            continue
+        for label, cells in rows:
+            for column, cell in zip(columns, cells[1:]):
+                key = (model, labels[label], ratio, "none", column, "best")
+                if cell.rank == 1 and key not in comp.index:
+                    continue
+                low, high = comp.loc[key, ["low", "high"]]
+                assert (cell.rank > 0) == (low <= 0 <= high)
+                seen += 1
+    assert seen > 50
 
 def test_tuned_rows_form_their_own_groups(results):
     table = build_table("main", with_tuned_copy(results))
@@ -187,16 +300,6 @@ def test_protocol_is_stated_under_each_table(results):
     assert "wikitext2/wiki.test.raw 173c87a53759" in notes
 
 
-def test_a_checkpoint_two_methods_share_is_named_under_the_table(results):
-    metrics = copy.deepcopy(results.metrics)
-    shared = metrics[("tiny-gqa", "wanda-sp", 0.5, "none")]["provenance"]["checkpoint_sha256"]
-    metrics[("tiny-gqa", "random", 0.5, "none")]["provenance"]["checkpoint_sha256"] = shared
-    notes = " ".join(build_table("main", Results(results.summary, results.efficiency, metrics, results.config)).notes)
-    assert ("Random and Wanda-sp produced the same checkpoint (identical weights, so identical rows) at: "
-            "tiny-gqa Ratio = 50% w/o tune.") in notes
-    assert "produced the same checkpoint" not in " ".join(build_table("main", results).notes)
-
-
 def test_recovery_note_states_the_effective_schedule(results):
     tuned = with_tuned_copy(results)
     schedule = {"steps": 57, "epochs": 2.027, "batch": 64, "warmup_steps": 4, "eval_every_steps": 4, "lr": 0.0001,
@@ -247,7 +350,8 @@ class _Collect(HTMLParser):
         self.tags[tag] = self.tags.get(tag, 0) + 1
 
 
-@pytest.mark.parametrize("name", table_names(["wikitext2", "ptb"], zeroshot=True, efficiency=True, dense_full=True))
+@pytest.mark.parametrize("name", table_names(["wikitext2", "ptb"], zeroshot=True, efficiency=True, dense_full=True,
+                                             seeds=True))
 def test_every_table_renders_in_every_format(results, name):
     table = build_table(name, with_full_dense(results) if name == "dense" else results)
     n_rows = sum(len(rows) for _, rows in table.groups)
@@ -272,29 +376,81 @@ def test_markdown_cell_marks():
 
 # --- narrative and README ------------------------------------------------------------------------
 
-def test_what_we_see_names_the_best_methods_from_the_numbers(results):
+def label_of(row) -> str:
+    return method_label(row["method"]) + (" (2 seeds)" if row["seeds"] > 1 else "")
+
+
+def test_what_we_see_ranks_only_where_the_paired_intervals_support_it(results):
     paragraphs = what_we_see(results)
     assert len(paragraphs) == 3 and paragraphs[-1].startswith(DAGGER)
+    comp = results.comparisons
     for model, text in zip(results.models, paragraphs):
         rows = results.summary[(results.summary["model"] == model) & (results.summary["method"] != "dense")]
         for (ratio, tune), group in rows.groupby(["ratio", "tune"]):
             best = group.loc[group["wikitext2"].idxmin()]
-            expected = (f"At {setting_label(ratio, tune)}, {method_label(best['method'])} keeps the lowest "
-                        f"WikiText-2 perplexity ({best['wikitext2']:.2f}{DAGGER}")
-            assert expected in text
-        recovered = (rows["tune"] != "none").any()
-        assert ("LoRA recovery lowered" in text) == recovered
-        assert ("no recovered (w/ tune) models" in text) == (not recovered)
-        assert "FLAP at 0.2 keeps" in text  # FLAP's adaptive structure differs per layer
+            assert (f"At {setting_label(ratio, tune)}, {label_of(best)} has the lowest WikiText-2 perplexity "
+                    f"({best['wikitext2']:.2f}{DAGGER}") in text
+            versus = comp[(comp["model"] == model) & (comp["ratio"] == ratio) & (comp["column"] == "wikitext2")
+                          & (comp["reference"] == "best")].merge(group, on=["model", "method", "ratio", "tune"])
+            tied = [label_of(r) for _, r in versus.iterrows() if r["low"] <= 0 <= r["high"]]
+            if tied and len(tied) < len(versus):
+                assert f"indistinguishable from {', '.join(tied[:-1])}" in text and tied[-1] in text
+            elif tied:
+                assert "statistically indistinguishable from every other method" in text
+            else:
+                assert "lower than every other method's by paired 95 % intervals" in text
+        assert "no recovered (w/ tune) models" in text
+        assert "FLAP (2 seeds) at 0.2 keeps" not in text and "FLAP at 0.2 keeps" in text  # adaptive structure
         eff = results.efficiency[(results.efficiency["model"] == model) & (results.efficiency["method"] != "dense")]
         share = eff["prefill_b1_speedup"] / eff["ideal_speedup"]
         assert f"Measured speedups reach {share.min():.0%}–{share.max():.0%} (prefill, batch 1)" in text
 
 
-def test_recovery_sentence_counts_improvements(results):
-    text = " ".join(what_we_see(with_tuned_copy(results)))
-    assert "LoRA recovery lowered WikiText-2 perplexity for 8 of 8 pruned models (median change -50%)" in text
-    assert "raised the zero-shot average for 8 of 8 (median +10.00 points)" in text
+def with_comparisons(results: Results, rows: list[tuple]) -> Results:
+    """`results` with hand-made comparisons (model, method, ratio, tune, column, reference,
+    reference_method, diff, low, high)."""
+    comp = pd.DataFrame(rows, columns=["model", "method", "ratio", "tune", "column", "reference", "reference_method",
+                                       "diff", "low", "high"])
+    return Results(results.summary, results.efficiency, results.metrics, results.config, results.seeds, comp)
+
+
+def test_leader_sentence_names_whom_the_intervals_separate(results):
+    group = untuned(results)[(untuned(results)["model"] == "tiny-mha") & (untuned(results)["ratio"] == 0.5)]
+    best = group.loc[group["wikitext2"].idxmin()]
+    others = [r for _, r in group.iterrows() if r["method"] != best["method"]]
+    best_of = ("wikitext2", "best", best["method"])
+    rows = [("tiny-mha", others[0]["method"], 0.5, "none", *best_of, 0.15, 0.1, 0.2)]  # excludes 0
+    rows += [("tiny-mha", r["method"], 0.5, "none", *best_of, 0.05, -0.1, 0.2) for r in others[1:]]
+    text = " ".join(what_we_see(with_comparisons(results, rows)))
+    tied = [method_label(r["method"]) for r in others[1:]]
+    assert (f"{method_label(best['method'])} has the lowest WikiText-2 perplexity ({best['wikitext2']:.2f}{DAGGER}; "
+            f"dense {results.dense('tiny-mha')['wikitext2']:.2f}{DAGGER}), lower than "
+            f"{method_label(others[0]['method'])}'s by paired 95 % intervals and indistinguishable from "
+            f"{', '.join(tied[:-1])} and {tied[-1]}") in text
+
+
+def test_recovery_sentence_counts_what_the_intervals_support(results):
+    tuned = with_tuned_copy(results)
+    rows = []
+    for i, (_, r) in enumerate(tuned.summary[tuned.summary["tune"] == "lora"].iterrows()):
+        key = (r["model"], r["method"], float(r["ratio"]), "lora")
+        rows.append((*key, "wikitext2", "untuned", r["method"], math.log(0.5), math.log(0.45), math.log(0.55)))
+        rows.append((*key, "average", "untuned", r["method"], 0.1, 0.05 if i % 2 else -0.02, 0.15))
+    text = " ".join(what_we_see(with_comparisons(tuned, rows)))
+    assert ("By paired 95 % intervals against the same method without recovery, LoRA recovery lowered WikiText-2 "
+            "perplexity for 8 of 8 pruned models, raised it for 0 and left 0 indistinguishable (median change -50%); "
+            "it raised the zero-shot average for 4 of 8, lowered it for 0 and left 4 indistinguishable "
+            "(median +10.00 points)") in text
+
+
+def test_seed_sentence_sets_calibration_spread_against_evaluation_noise(results):
+    text = what_we_see(results)[0]
+    seeds = results.seeds[(results.seeds["model"] == "tiny-gqa") & (results.seeds["method"] == "flap")]
+    spread, noise = seeds["wikitext2"].std(ddof=1), seeds["wikitext2_stderr"].mean()
+    larger = "calibration spread" if spread > noise else "evaluation noise"
+    assert (f"FLAP at Ratio = 20% w/o tune over 2 seeds: WikiText-2 perplexity sd {spread:.2f} against a stderr of "
+            f"{noise:.2f} ({larger} larger)") in text
+    assert "Magnitude-sp (L2) at Ratio = 20% w/o tune over 2 seeds: WikiText-2 perplexity sd 0.00" in text
 
 
 def test_readme_embeds_main_table_and_links_figures(results, tmp_path):
@@ -318,6 +474,37 @@ def test_figures_save_as_valid_png_and_svg(results, name, tmp_path):
         assert image.format == "PNG" and image.width > 300 and image.height > 200
         assert len(np.unique(np.asarray(image.convert("L")))) > 10  # something is drawn
     assert ET.parse(svg).getroot().tag.endswith("svg")
+
+
+def test_zeroshot_figure_marks_every_calibration_seed(results):
+    from matplotlib.collections import PathCollection
+
+    fig = build_figure("zeroshot", results)
+    for ax, model in zip(fig.axes, results.models):
+        hollow = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_facecolors()) == 0]
+        shown = np.concatenate([c.get_offsets()[:, 1] for c in hollow])
+        seeds = results.seeds[results.seeds["model"] == model]
+        assert sorted(shown) == pytest.approx(sorted(100 * seeds["average"]))
+
+
+def test_paired_and_seeds_tables(results):
+    paired = build_table("paired", results)
+    assert paired.columns == ["WikiText2↓ vs dense", "WikiText2↓ vs best", "PTB↓ vs dense", "PTB↓ vs best",
+                              "Average vs dense", "Average vs best"]
+    comp = results.comparisons.set_index(["model", "method", "ratio", "tune", "column", "reference"])
+    cells = dict(dict(paired.groups)["tiny-gqa · Ratio = 50% w/o tune"])["Wanda-sp"]
+    diff, low, high = comp.loc[("tiny-gqa", "wanda-sp", 0.5, "none", "wikitext2", "dense"), ["diff", "low", "high"]]
+    assert cells[0].text == f"×{math.exp(diff):.2f}"
+    assert cells[0].detail == f"[{math.exp(low):.2f}, {math.exp(high):.2f}]"
+    diff, low, high = comp.loc[("tiny-gqa", "wanda-sp", 0.5, "none", "average", "dense"), ["diff", "low", "high"]]
+    assert (cells[4].text, cells[4].detail) == (f"{100 * diff:+.2f}", f"[{100 * low:+.1f}, {100 * high:+.1f}]")
+    assert sum(c.text == "best" for _, rows in paired.groups for _, cs in rows for c in cs) >= 3 * len(paired.groups)
+    seeds = build_table("seeds", results)
+    rows = dict(dict(seeds.groups)["tiny-gqa · Ratio = 20% w/o tune"])
+    runs = results.seeds[(results.seeds["model"] == "tiny-gqa") & (results.seeds["method"] == "flap")]
+    per_seed = runs.sort_values("seed")["wikitext2"]
+    assert [rows[f"FLAP · seed {s}"][0].text for s in (0, 1)] == [f"{v:.2f}" for v in per_seed]
+    assert rows["FLAP · sd over seeds"][0].text == f"{runs['wikitext2'].std():.2f}"
 
 
 def test_figures_are_reproducible(results, tmp_path):
@@ -361,3 +548,17 @@ def test_cost_table_quotes_the_paper_scale_memory_a_prune_job_recorded(results):
     # each: 26.95 GB; the Fisher of the 26 pruned layers 21.05 GB; the activations ~8.2 GB.
     assert "on LLaMA-7B" in md
     assert "FLAP: 57 GB in float32 (weights 27.0, Fisher 21.0, activations for backward 8.2)" in md
+
+
+def test_rule_budget_sums_the_benchmark_files_per_rule(tmp_path):
+    from prunebench.reporting.budget import rule_budget
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for path, wall, rss, cpu in (("evaluate/m/a/0.2.tsv", 60, 900, 120), ("evaluate/m/b/0.5.tsv", 30, 1100, 60),
+                                 ("prune/m/a/0.2.tsv", 12, 700, 6)):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(header + f"{wall}\t0:00:{wall}\t{rss}\t0\t0\t0\t0\t0\t50\t{cpu}\n")
+    table = rule_budget(tmp_path)
+    assert list(table.index) == ["evaluate", "prune", "total"]
+    assert table.loc["evaluate"].tolist() == [2, 3.0, 1.5, 1100] and table.loc["prune"].tolist() == [1, 0.1, 0.2, 700]
+    assert table.loc["total"].tolist() == [3, 3.1, 1.7, 1100]

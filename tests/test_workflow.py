@@ -5,7 +5,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import REPO, SNAKEMAKE, run_snakemake
+from conftest import REPO, SNAKEMAKE, TINY_METHODS, run_snakemake
 
 from prunebench.reporting.results import SUMMARY_COLUMNS
 
@@ -33,6 +33,16 @@ def test_tiny_suite_end_to_end(tiny_run):
         assert row["wikitext2"] > 1 and 0 <= row["average"] <= 1
     metrics = json.loads((workdir / "results" / "tiny" / "flap" / "0.5" / "metrics.json").read_text())
     assert metrics["pruning"]["calibration"]["id"] == "c4-8x32-seed0"
+    assert metrics["dtype"] == "float32" and metrics["seed"] == 0
+    # every evaluation keeps its items; every pruned and recovered row is compared with dense
+    for path in (workdir / "results" / "tiny").glob("**/metrics.json"):
+        assert (path.parent / "items.csv").is_file()
+    comparisons = pd.read_csv(workdir / "results" / "comparisons.csv")
+    pruned = summary[summary["method"] != "dense"]
+    dense_refs = comparisons[(comparisons["reference"] == "dense") & (comparisons["column"] == "average")]
+    assert len(dense_refs) == len(pruned) and (dense_refs["items"] == 6).all()  # 2 tasks x 3 documents
+    untuned = comparisons[comparisons["reference"] == "untuned"]
+    assert set(untuned["method"]) == {m for m, tune in TINY_METHODS.items() if tune}
     assert metrics["provenance"]["data_sha256"]["wikitext2"]["wiki.test.raw"].startswith("173c87a5")
     assert any("windows" in d for d in metrics["deviations"])
     # SmolLM2's tokenizer adds no BOS: auto is none, read back from the windows and from lm-eval

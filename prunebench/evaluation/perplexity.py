@@ -5,12 +5,14 @@ every-window BOS protocol each window is preceded by BOS, so all its `seqlen` to
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..sources.bos import read_back
+from .items import items_frame
 
 __all__ = ["window_starts", "window_nll", "perplexity"]
 
@@ -35,14 +37,16 @@ def window_nll(model, windows: torch.Tensor) -> torch.Tensor:
 
 
 def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: int = 8,
-               max_windows: int | None = None, desc: str = "ppl", full: bool = False,
-               bos_token_id: int | None = None, prepend_bos: bool = False) -> dict:
+               max_windows: int | None = None, name: str = "ppl", full: bool = False,
+               bos_token_id: int | None = None, prepend_bos: bool = False, watch=None) -> dict:
     """ppl of `token_ids` (1-D) plus the standard error of the mean window NLL and the window counts.
     Every window predicts the same number of tokens, so the mean of window means is the mean token NLL.
     With `full`, every window is evaluated and the result, still that of the `max_windows` subsample
     (its windows are among them), carries the full test set's under "full": one pass gives both.
     With `prepend_bos` every window is preceded by `bos_token_id`; "bos" records the protocol read
     back from the windows evaluated (see `prunebench.sources.bos`).
+    Under "items": every evaluated window's mean NLL, named by its first token's offset (set: `name`).
+    `watch` (a provenance.Stopwatch) times the model's forward passes as "forward".
     """
     token_ids = token_ids.flatten()
     n_tokens = token_ids.numel()
@@ -52,17 +56,19 @@ def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: in
         raise ValueError(f"text of {n_tokens} tokens is shorter than one window of {seqlen}")
     device = next(model.parameters()).device
     nlls, first_tokens = [], []
-    for i in tqdm(range(0, len(starts), batch_size), desc=desc, mininterval=10):
+    for i in tqdm(range(0, len(starts), batch_size), desc=name, mininterval=10):
         batch = torch.stack([token_ids[s:s + seqlen] for s in starts[i:i + batch_size]])
         if prepend_bos:
             batch = torch.cat([torch.full((len(batch), 1), bos_token_id, dtype=batch.dtype), batch], dim=1)
         first_tokens += batch[:, 0].tolist()
-        nlls.append(window_nll(model, batch.to(device)).cpu())
+        with watch("forward") if watch else nullcontext():
+            nlls.append(window_nll(model, batch.to(device)).cpu())
     nll = torch.cat(nlls)
     result = _summary(nll, seqlen, n_tokens)
     if len(subsample) < len(starts):  # a full pass: the subsample's numbers, the full set's under "full"
         result = {**_summary(nll[[s // seqlen for s in subsample]], seqlen, n_tokens), "full": result}
     result["bos"] = read_back(first_tokens, bos_token_id)
+    result["items"] = items_frame("perplexity", name, starts, nll.numpy())
     return result
 
 

@@ -1,9 +1,9 @@
-"""Zero-shot evaluation through lm-eval with the local task YAMLs in `methods/tasks/`.
+"""Zero-shot evaluation through lm-eval with the local task YAMLs in `tasks/`.
 
 Each YAML is an ordinary lm-eval task config reading a file of `resources/data/` (its
 `data_files` are relative to the data folder and resolved here). Its `metadata` says which
 metric the papers report (`report`) and how many documents the split has (`docs`); nothing
-here special-cases a task.
+here special-cases a task. Every document's outcome comes from lm-eval's own sample log.
 """
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 import yaml
 
 from ..sources.bos import adds_bos, read_back, resolve_bos
+from .items import items_frame
 
 __all__ = ["TASKS_DIR", "available_tasks", "task_config", "build_tasks", "check_limits", "harness",
            "harness_bos", "evaluate_zeroshot"]
@@ -84,7 +87,10 @@ def harness(model, tokenizer, batch_size: int, bos: str):
     if add and not adds_bos(tokenizer):
         tokenizer = copy.deepcopy(tokenizer)
         tokenizer.add_bos_token = True
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add)
+    # log-softmax in float32 whatever the model's dtype: a bfloat16 model's log-probabilities
+    # would otherwise be rounded to 3 significant digits before choices are compared
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add,
+                softmax_dtype=torch.float32)
 
 
 def harness_bos(lm) -> dict[str, Any]:
@@ -99,7 +105,8 @@ def evaluate_zeroshot(model, tokenizer, tasks: list[str], data_root: str | Path,
                       limit: int | dict[str, int | None] | None = None, seed: int = 0,
                       batch_size: int = 16, bos: str = "auto") -> dict[str, Any]:
     """Score each task zero-shot under the BOS policy `bos`; returns per task the reported
-    metric, its stderr, all metrics and the harness's BOS setting read back (`harness_bos`)."""
+    metric, its stderr, all metrics, the harness's BOS setting read back (`harness_bos`) and,
+    under "items", every document's outcome (see `items`)."""
     import lm_eval
 
     limits = check_limits(tasks, limit)
@@ -110,12 +117,12 @@ def evaluate_zeroshot(model, tokenizer, tasks: list[str], data_root: str | Path,
     lm_bos = harness_bos(lm)
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
     out = lm_eval.simple_evaluate(model=lm, tasks=list(objs.values()), num_fewshot=0, samples=samples,
-                                  bootstrap_iters=100, log_samples=False, task_manager=_task_manager(), random_seed=seed,
-                                  numpy_random_seed=seed, torch_random_seed=seed)["results"]
+                                  bootstrap_iters=100, log_samples=True, task_manager=_task_manager(),
+                                  random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed)
     results = {}
     for task in tasks:
         cfg = task_config(task)
-        raw = out[cfg["task"]]
+        raw = out["results"][cfg["task"]]
         metric = cfg["metadata"]["report"]
         results[task] = {
             "metric": metric,
@@ -125,5 +132,26 @@ def evaluate_zeroshot(model, tokenizer, tasks: list[str], data_root: str | Path,
             "docs_total": cfg["metadata"]["docs"],
             "all": {k.split(",")[0]: v for k, v in raw.items() if k.endswith(",none")},
             "bos": lm_bos,
+            "items": _items(task, objs[task], out["samples"][cfg["task"]], metric),
         }
     return results
+
+
+def _items(task: str, obj, logged: list[dict], metric: str) -> pd.DataFrame:
+    """Each logged document: its index in the split, lm-eval's correctness under `metric`, the gold
+    answer as lm-eval scores it, and the choice `metric` picks from the logged loglikelihoods
+    (acc_norm: divided by the choice's length in characters, as lm-eval does)."""
+    rows = []
+    for sample in sorted(logged, key=lambda s: s["doc_id"]):
+        doc = sample["doc"]
+        lls = np.array([resp[0] for resp in sample["filtered_resps"]])
+        if metric == "acc_norm":
+            lls = lls / np.array([len(c) for c in obj.doc_to_choice(doc)], dtype=float)
+        gold = obj.doc_to_text(doc) if obj.multiple_input else sample["target"]
+        chosen = int(np.argmax(lls))
+        if (chosen == gold) != bool(sample[metric]):
+            raise RuntimeError(f"{task} document {sample['doc_id']}: choice {chosen} against gold {gold!r} "
+                               f"disagrees with lm-eval's {metric} {sample[metric]}")
+        rows.append((sample["doc_id"], float(sample[metric]), int(gold), chosen))
+    index, value, gold, chosen = zip(*rows)
+    return items_frame("zeroshot", task, index, value, gold, chosen)

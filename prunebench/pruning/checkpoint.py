@@ -4,6 +4,8 @@ directory (one without `pruning.json`) loads through the same call. No pickle an
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from ..io import atomic_dir, read_json, write_json
 from ..sources.datasets import sha256_file
 from ..sources.models import head_dim_of
 
-__all__ = ["CheckpointError", "layer_shapes", "save_pruned", "load_pruned", "verify_checkpoint"]
+__all__ = ["CheckpointError", "layer_shapes", "save_pruned", "load_pruned", "verify_checkpoint", "content_hash"]
 
 FORMAT = "prunebench.pruned/1"
 INFO = "pruning.json"
@@ -73,6 +75,18 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             raise CheckpointError(f"checkpoint {path} is corrupt or was modified: {name} sha256 {actual} "
                                   f"!= recorded {expected}")
     return info if info_file.name == INFO else {}
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """sha256 of what a model computes with: the weight files' sha256 (as recorded in pruning.json or
+    the dense manifest when saved; loading verifies them) and config.json. Two checkpoints with the
+    same hash hold bit-identical models, whatever method produced them."""
+    path = Path(path)
+    info = read_json(path / INFO if (path / INFO).is_file() else path / "manifest.json")
+    weights = {name: sha for name, sha in info["files"].items() if name.endswith(".safetensors")}
+    digest = hashlib.sha256(json.dumps(weights, sort_keys=True).encode())
+    digest.update((path / "config.json").read_bytes())
+    return digest.hexdigest()
 
 
 def load_pruned(path: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True):

@@ -1,9 +1,13 @@
 """The "what we see" paragraph of reports/README.md, written from the numbers: the best method per
-ratio and tune, whether recovery helped, measured speed against the FLOP-ideal, which methods
-chose a per-layer structure. Every claim is a comparison the numbers make, stated with its
-uncertainty; nothing here is typed by hand.
+ratio and tune and whom it beats, whether recovery helped, whether calibration seeds or evaluation
+noise move the numbers more, measured speed against the FLOP-ideal, which methods chose a
+per-layer structure. A ranking is stated only where the paired bootstrap interval
+(prunebench.reporting.comparisons) excludes zero, "indistinguishable" otherwise; nothing here is
+typed by hand.
 """
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
@@ -29,43 +33,119 @@ def _range(values: list[int]) -> str:
     return f"{min(values)}" if min(values) == max(values) else f"{min(values)}–{max(values)}"
 
 
+def _label(row: pd.Series) -> str:
+    seeds = row.get("seeds", 1)
+    return method_label(row["method"]) + (f" ({seeds:.0f} seeds)" if seeds > 1 else "")
+
+
+def _names(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+
+
+def _intervals(results: Results, group: pd.DataFrame, column: str, reference: str) -> pd.DataFrame:
+    """The group's comparisons of `column` against `reference` (dense, best, untuned), by row."""
+    comp = results.comparisons
+    if comp.empty:
+        return comp
+    first = group.iloc[0]
+    mine = comp[(comp["model"] == first["model"]) & (comp["ratio"] == first["ratio"]) & (comp["tune"] == first["tune"])
+                & (comp["column"] == column) & (comp["reference"] == reference)]
+    return mine.merge(group, on=["model", "method", "ratio", "tune"], suffixes=("", "_row"))
+
+
+def _leader(results: Results, group: pd.DataFrame, column: str, dense: pd.Series) -> str:
+    """Who leads a group on `column` and against whom the paired intervals support it."""
+    lower = column in PPL_COLUMNS
+    vs_best = _intervals(results, group, column, "best")
+    if vs_best.empty:
+        best = group.loc[group[column].idxmin() if lower else group[column].idxmax()]
+    else:  # the comparisons' best: of equal values, the one the others were compared with
+        best = group[group["method"] == vs_best["reference_method"].iloc[0]].iloc[0]
+    value = f"{_ppl(best, column)}; dense {_ppl(dense, column)}" if lower else f"{_acc(best)}; dense {_acc(dense)}"
+    what = f"the lowest {DATASET_LABELS[column]} perplexity" if lower else "the highest zero-shot average"
+    text = f"{_label(best)} has {what} ({value})"
+    if len(group) < 2:
+        return text
+    if vs_best.empty:
+        return text + ", a ranking these results cannot test (no per-item results)"
+    worse = vs_best["low"] > 0 if lower else vs_best["high"] < 0
+    ahead = [_label(r) for _, r in vs_best[worse].iterrows()]
+    tied = [_label(r) for _, r in vs_best[(vs_best["low"] <= 0) & (vs_best["high"] >= 0)].iterrows()]
+    if not tied:
+        return text + f", {'lower' if lower else 'higher'} than every other method's by paired 95 % intervals"
+    if not ahead:
+        return text + ", but is statistically indistinguishable from every other method (paired 95 % intervals)"
+    return (text + f", {'lower' if lower else 'higher'} than {_names(ahead)}'s by paired 95 % intervals and "
+            f"indistinguishable from {_names(tied)}")
+
+
+def _against_dense(results: Results, group: pd.DataFrame) -> str:
+    vs_dense = _intervals(results, group, "average", "dense")
+    if vs_dense.empty:
+        return ""
+    tied = vs_dense[(vs_dense["low"] <= 0) & (vs_dense["high"] >= 0)]
+    below = vs_dense[vs_dense["high"] < 0]
+    return (f"{len(tied)} of {len(vs_dense)} methods' zero-shot averages are statistically indistinguishable "
+            f"from the dense model's, {len(below)} below it")
+
+
 def _best_sentences(results: Results, rows: pd.DataFrame, dense: pd.Series) -> list[str]:
     ppl = next((c for c in PPL_COLUMNS if c in results.measured), None)
     out = []
     for (ratio, tune), group in rows.groupby(["ratio", "tune"], sort=False):
-        parts, lowest = [], None
-        if ppl:
-            lowest = group.loc[group[ppl].idxmin()]
-            parts.append(f"{method_label(lowest['method'])} keeps the lowest {DATASET_LABELS[ppl]} perplexity "
-                         f"({_ppl(lowest, ppl)}; dense {_ppl(dense, ppl)})")
+        parts = [_leader(results, group, ppl, dense)] if ppl else []
         if "average" in results.measured:
-            ranked = group.sort_values("average", ascending=False)
-            best = ranked.iloc[0]
-            same = lowest is not None and lowest["method"] == best["method"]
-            who = "" if same else f"{method_label(best['method'])} "
-            text = f"{who}the highest zero-shot average ({_acc(best)}; dense {_acc(dense)})"
-            if len(ranked) > 1 and best["average"] - ranked.iloc[1]["average"] < best["average_stderr"]:
-                text += f", within one standard error of {method_label(ranked.iloc[1]['method'])}"
-            parts.append(text)
-        out.append(f"At {setting_label(ratio, tune)}, " + " and ".join(parts) + ".")
+            parts += [_leader(results, group, "average", dense), _against_dense(results, group)]
+        out.append(f"At {setting_label(ratio, tune)}, " + "; ".join(p for p in parts if p) + ".")
     return out
 
 
 def _recovery_sentence(results: Results, rows: pd.DataFrame) -> str:
-    keys = ["method", "ratio"]
-    pairs = rows[rows["tune"] == "none"].merge(rows[rows["tune"] != "none"], on=keys, suffixes=("", "_tuned"))
-    if pairs.empty:
+    tuned = rows[rows["tune"] != "none"]
+    if tuned.empty:
         return "These results hold no recovered (w/ tune) models, so they do not show whether recovery helps."
-    n, parts = len(pairs), []
-    ppl = next((c for c in PPL_COLUMNS if c in results.measured), None)
-    if ppl:
-        change = pairs[f"{ppl}_tuned"] / pairs[ppl] - 1
-        parts.append(f"lowered {DATASET_LABELS[ppl]} perplexity for {(change < 0).sum()} of {n} pruned models "
-                     f"(median change {change.median():+.0%})")
-    if "average" in results.measured:
-        gain = 100 * (pairs["average_tuned"] - pairs["average"])
-        parts.append(f"raised the zero-shot average for {(gain > 0).sum()} of {n} (median {gain.median():+.2f} points)")
-    return "LoRA recovery " + " and ".join(parts) + "."
+    parts = []
+    columns = [c for c in PPL_COLUMNS if c in results.measured][:1] + [c for c in ["average"] if c in results.measured]
+    for column in columns:
+        pairs = pd.concat([_intervals(results, group, column, "untuned")
+                           for _, group in tuned.groupby(["ratio", "tune"], sort=False)])
+        if pairs.empty:
+            continue
+        up, down = (pairs["low"] > 0).sum(), (pairs["high"] < 0).sum()
+        same = len(pairs) - up - down
+        if column in PPL_COLUMNS:
+            change = (pairs["diff"].map(math.exp) - 1).median()
+            parts.append(f"lowered {DATASET_LABELS[column]} perplexity for {down} of {len(pairs)} pruned models, "
+                         f"raised it for {up} and left {same} indistinguishable (median change {change:+.0%})")
+        else:
+            parts.append(f"raised the zero-shot average for {up} of {len(pairs)}, lowered it for {down} and left "
+                         f"{same} indistinguishable (median {100 * pairs['diff'].median():+.2f} points)")
+    if not parts:
+        return "Whether recovery helped needs per-item results, which these results lack."
+    return ("By paired 95 % intervals against the same method without recovery, LoRA recovery "
+            + "; it ".join(parts) + ".")
+
+
+def _seed_sentence(results: Results, model: str) -> str:
+    """Per method run with several seeds: is the calibration spread or the evaluation noise larger?"""
+    seeds = results.seeds[results.seeds["model"] == model] if not results.seeds.empty else results.seeds
+    if seeds.empty:
+        return ""
+    columns = [c for c in [*[c for c in PPL_COLUMNS if c in results.measured][:1], "average"] if c in seeds]
+    parts = []
+    for (method, ratio, tune), runs in seeds.groupby(["method", "ratio", "tune"], sort=False):
+        found = []
+        for column in columns:
+            spread, noise = runs[column].std(ddof=1), runs[f"{column}_stderr"].mean()
+            scale, unit = (1, "") if column in PPL_COLUMNS else (100, " points")
+            name = f"{DATASET_LABELS[column]} perplexity" if column in PPL_COLUMNS else "zero-shot average"
+            larger = "calibration spread" if spread > noise else "evaluation noise"
+            found.append(f"{name} sd {scale * spread:.2f} against a stderr of {scale * noise:.2f}{unit} "
+                         f"({larger} larger)")
+        parts.append(f"{method_label(method)} at {setting_label(ratio, tune)} over {len(runs)} seeds: "
+                     + ", ".join(found))
+    return ("Calibration seeds (sd over seeds, the calibration spread, against the mean stderr of one seed's "
+            "number, the evaluation noise; a few seeds give only a rough sd): " + "; ".join(parts) + ".")
 
 
 def _speed_sentence(results: Results, model: str) -> str:
@@ -108,12 +188,13 @@ def what_we_see(results: Results) -> list[str]:
         if rows.empty:
             continue
         sentences = _best_sentences(results, rows, results.dense(model))
-        sentences += [_recovery_sentence(results, rows), _speed_sentence(results, model),
-                      _structure_sentence(results, model, rows)]
+        sentences += [_recovery_sentence(results, rows), _seed_sentence(results, model),
+                      _speed_sentence(results, model), _structure_sentence(results, model, rows)]
         paragraphs.append(f"**{model}.** " + " ".join(s for s in sentences if s))
     flags = [c for c in results.summary if c.endswith("_subsampled")]
     if flags and results.summary[flags].any().any():
         paragraphs.append(f"{DAGGER} marks numbers measured on a subsample of the test set (see the notes under "
-                          "each table); a difference smaller than about two standard errors is not evidence that "
-                          "one method is better.")
+                          "each table). Every ranking above rests on a paired 95 % bootstrap interval over the same "
+                          "windows and documents (the paired table); \"indistinguishable\" means the interval "
+                          "includes no difference, which is not evidence of equality either.")
     return paragraphs

@@ -55,6 +55,17 @@ def _curves(results: Results, model: str):
         yield method, tune, pd.concat([dense, curves.get_group((method, tune))])
 
 
+def _seed_points(ax, results: Results, model: str, method: str, tune: str, column: str, scale: float = 1.0,
+                 dodge: float = 0.0) -> None:
+    """Hollow markers at each calibration seed's value where a line shows the mean of several."""
+    seeds = results.seeds
+    if seeds.empty:
+        return
+    rows = seeds[(seeds["model"] == model) & (seeds["method"] == method) & (seeds["tune"] == tune)]
+    ax.scatter(rows["ratio"] + dodge, scale * rows[column], facecolors="none", edgecolors=[_color(method)], s=22,
+               linewidths=0.9, zorder=3)
+
+
 def _sub(results: Results, model: str, column: str) -> str:
     """" †" when a panel shows numbers measured on a subsample (as the tables mark them)."""
     rows = results.summary[results.summary["model"] == model]
@@ -80,6 +91,7 @@ def perplexity_figure(results: Results):
             for method, tune, curve in _curves(results, model):
                 ax.plot(curve["ratio"], curve[dataset], color=_color(method), label=_label(method, tune),
                         **_style(tune))
+                _seed_points(ax, results, model, method, tune, dataset)
             ax.plot([0], [results.dense(model)[dataset]], "k*", markersize=10, label="Dense")
             ax.set(yscale="log", title=f"{model} · {DATASET_LABELS[dataset]}{_sub(results, model, dataset)}",
                    xlabel="pruning ratio",
@@ -98,6 +110,7 @@ def zeroshot_figure(results: Results):
             own = 100 * curve["average_stderr"].where(curve["method"] != "dense")  # dense: its own bar below
             ax.errorbar(curve["ratio"] + dodge, 100 * curve["average"], yerr=own, capsize=3, color=_color(method),
                         label=_label(method, tune), **_style(tune))
+            _seed_points(ax, results, model, method, tune, "average", 100, dodge)
         dense = results.dense(model)
         ax.errorbar([0], [100 * dense["average"]], yerr=[100 * dense["average_stderr"]], fmt="k*", markersize=10,
                     capsize=3, label="Dense")

@@ -1,15 +1,20 @@
 """What the reported numbers were measured under, stated from the metrics.json files themselves
 (never from the config the report happens to be built with): each model's family, BOS protocol and
-attention units, calibration, windows and documents, the metric per task, data sha256, recovery
-and benchmark settings.
+attention units, calibration, windows and documents, dtype, the metric per task, calibration seeds,
+shared evaluations, the paired comparisons, data sha256, recovery and benchmark settings.
 """
 from __future__ import annotations
 
-from ..evaluation.zeroshot import task_config
-from .results import COLUMN_LABELS, DATASET_LABELS, Results, method_label, row_key, setting_label
+import pandas as pd
 
-__all__ = ["DAGGER", "model_notes", "perplexity_notes", "full_perplexity_notes", "zeroshot_notes", "calibration_notes",
-           "recovery_notes", "same_model_notes", "data_note", "efficiency_notes"]
+from ..evaluation.zeroshot import task_config
+from ..paths import METRICS, result_dir, split_run
+from .results import COLUMN_LABELS, DATASET_LABELS, Results, method_label, row_key, setting_label
+from .statistics import LEVEL, N_RESAMPLES, SEED
+
+__all__ = ["DAGGER", "model_notes", "perplexity_notes", "full_perplexity_notes", "zeroshot_notes",
+           "calibration_notes", "recovery_notes", "data_note", "efficiency_notes", "comparison_note",
+           "seeds_notes", "shared_evaluation_notes", "run_label"]
 
 DAGGER = "†"
 
@@ -26,8 +31,12 @@ def perplexity_notes(results: Results, datasets: list[str]) -> list[str]:
         windows = _join(f"{r['windows']} of {r['windows_total']}" for r in runs)
         out.append(f"{DATASET_LABELS[name]} perplexity: {_join(r['protocol'] for r in runs)}; "
                    f"{_join(r['seqlen'] for r in runs)}-token windows, {windows} windows"
-                   + (f" (evenly spaced){DAGGER}" if sub else ""))
+                   + (f" (evenly spaced){DAGGER}" if sub else "") + f"; evaluated in {_dtypes(results)}")
     return out
+
+
+def _dtypes(results: Results) -> str:
+    return _join(m["dtype"] for m in results.metrics.values())
 
 
 def full_perplexity_notes(results: Results, datasets: list[str]) -> list[str]:
@@ -56,7 +65,8 @@ def zeroshot_notes(results: Results) -> list[str]:
                      f"({docs} documents{DAGGER if sub else ''})")
     bos = _join("added" if _zeroshot_bos(m) else "not added" for m in runs)
     version = _join(m["provenance"]["packages"].get("lm-eval") for m in runs)
-    return [f"Zero-shot (lm-eval {version}, 0-shot, BOS token {bos}; subsets are seeded random draws): "
+    return [f"Zero-shot (lm-eval {version}, 0-shot, {_dtypes(results)}, BOS token {bos}; subsets are seeded random "
+            "draws): "
             + ", ".join(tasks) + ". Scores in %, ± one standard error; Average is the unweighted task mean, "
             "its stderr sqrt(Σse²)/n."]
 
@@ -137,22 +147,6 @@ def recovery_notes(results: Results) -> list[str]:
             f"tokens, on {rec.get('dataset')}" + (f" ({rec['substitutes']})" if rec.get("substitutes") else "") + "."]
 
 
-def same_model_notes(results: Results) -> list[str]:
-    """Methods that produced the very same checkpoint (equal weight sha256) at a setting: their rows
-    are one model, not a reproduction of distinct results."""
-    groups: dict[tuple, list[str]] = {}
-    for (model, method, ratio, tune), m in results.metrics.items():
-        weights = m["provenance"].get("checkpoint_sha256") or {}
-        if method != "dense" and weights:
-            groups.setdefault((model, ratio, tune, repr(sorted(weights.items()))), []).append(method)
-    settings: dict[tuple, list[str]] = {}
-    for (model, ratio, tune, _), methods in groups.items():
-        if len(methods) > 1:
-            settings.setdefault(tuple(methods), []).append(f"{model} {setting_label(ratio, tune)}")
-    return [f"{' and '.join(method_label(m) for m in methods)} produced the same checkpoint (identical weights, "
-            f"so identical rows) at: {', '.join(where)}." for methods, where in settings.items()]
-
-
 def data_note(results: Results) -> str:
     files: dict[str, str] = {}
     for m in results.metrics.values():
@@ -188,3 +182,48 @@ def _shared_timing_note(results: Results) -> list[str]:
     pairs = "; ".join(f"{method_label(m)} at {r:g} as {method_label(on.split('/')[0])}"
                       for m, r, on in zip(shared["method"], shared["ratio"], shared["measured_on"]))
     return [f"Checkpoints with the same layer shapes run the same computation and were timed once: {pairs}."]
+
+
+def comparison_note(results: Results) -> str:
+    """How the paired intervals (prunebench.reporting.comparisons) were computed."""
+    if results.comparisons.empty:
+        return "Paired intervals need per-item results; these results have none."
+    return (f"Intervals: {100 * LEVEL:g} % paired bootstrap percentile intervals ({N_RESAMPLES:,} resamples, seed "
+            f"{SEED}, drawing the same windows or documents for both models; perplexity: the difference of "
+            "log-perplexities; Average: documents resampled within each task, unweighted task mean).")
+
+
+def seeds_notes(results: Results) -> list[str]:
+    seeds = results.seeds
+    if seeds.empty:
+        return []
+    runs = seeds.groupby(["method", "ratio", "tune"], sort=False)["seed"].agg(list)
+    listed = "; ".join(f"{method_label(m)} at {setting_label(r, t)}: seeds {', '.join(f'{x:.0f}' for x in s)}"
+                       for (m, r, t), s in runs.items())
+    return ["Rows marked (n seeds): the mean over n calibration seeds, each a fresh calibration draw (Random: a "
+            "fresh random choice), perplexity as the geometric mean; after the number its sd over the seeds instead "
+            f"of the stderr. Each seed's numbers are in the seeds table ({listed})."]
+
+
+def run_label(run: str, ratio: float | None = None, tune: str | None = None) -> str:
+    """"FLAP (seed 1) at Ratio = 20% w/o tune": a run's method, its seed after the first, the setting."""
+    method, seed = split_run(run)
+    label = method_label(method) + ("" if seed is None else f" (seed {seed})")
+    return label if ratio is None else f"{label} at {setting_label(ratio, tune)}"
+
+
+def shared_evaluation_notes(results: Results) -> list[str]:
+    """Rows that report another run's evaluation, their checkpoints being bit-identical."""
+    runs = pd.concat([results.summary, results.seeds], ignore_index=True).drop_duplicates(
+        ["model", "run", "ratio", "tune"])
+    pairs = []
+    for _, row in runs.iterrows():
+        own = f"{result_dir(row['model'], row['run'], f'{row.ratio:g}', row['tune'])}/{METRICS}"
+        if row["evaluated_as"] != own:  # results/{model}/{run}/{ratio}[/{tune}]/metrics.json
+            parts = row["evaluated_as"].split("/")
+            other = run_label(parts[2], row["ratio"], parts[4] if len(parts) == 6 else "none")
+            pairs.append(f"{run_label(row['run'], row['ratio'], row['tune'])} reports {other}")
+    if not pairs:
+        return []
+    return ["Bit-identical checkpoints (same content hash of weights and config) were evaluated once, and both "
+            "rows report that evaluation: " + "; ".join(pairs) + "."]

@@ -41,6 +41,10 @@ def readme(results: Results, tables: dict[str, str], figures: list[str]) -> str:
              + _provenance(results), "", "## What we see", ""]
     parts += [p + "\n" for p in what_we_see(results)]
     parts += ["## Main table", "", tables["main"]]
+    for name, heading in (("paired", "Paired differences with confidence intervals"),
+                          ("seeds", "Calibration seeds")):
+        if name in tables:
+            parts += [f"## {heading}", "", tables[name]]
     if "dense" in tables:
         parts += ["## The dense model under the papers' protocol", "", tables["dense"]]
     parts += ["## Plots", ""]

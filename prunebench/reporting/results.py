@@ -1,6 +1,7 @@
-"""Collating results: every metrics.json becomes one row of results/summary.csv; and reading the
-collated results back for the reports (tables, plots, README), with what each number rests on:
-whether it came from a subsample, its stderr, and the protocol it was measured under.
+"""Collating results: every metrics.json becomes one row (a run: one model, method, ratio, tune and
+calibration seed); and reading the collated results back for the reports (tables, plots, README),
+with what each number rests on: whether it came from a subsample, its stderr, its spread over
+calibration seeds, its paired comparisons, and the protocol it was measured under.
 """
 from __future__ import annotations
 
@@ -13,14 +14,17 @@ import pandas as pd
 
 from ..evaluation.zeroshot import task_config
 from ..io import read_json
+from ..paths import split_run
 
-__all__ = ["SUMMARY_COLUMNS", "PPL_COLUMNS", "TASK_COLUMNS", "COLUMN_LABELS", "summary_row", "collate", "Results",
-           "load_results", "order_rows", "method_label", "setting_label", "row_key"]
+__all__ = ["SUMMARY_COLUMNS", "PPL_COLUMNS", "TASK_COLUMNS", "METRIC_COLUMNS", "COLUMN_LABELS", "summary_row",
+           "collate", "Results", "load_results", "order_rows", "method_label", "setting_label", "row_key",
+           "is_main_run"]
 
 PPL_COLUMNS = ["wikitext2", "ptb", "ptb_test"]  # "ptb": the validation split, as both references
 TASK_COLUMNS = ["boolq", "piqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"]
 SUMMARY_COLUMNS = ["model", "method", "ratio", "tune", "params", "params_kept", *PPL_COLUMNS, *TASK_COLUMNS,
                    "average"]
+METRIC_COLUMNS = [*PPL_COLUMNS, *TASK_COLUMNS, "average"]
 COLUMN_LABELS = {"wikitext2": "WikiText2↓", "ptb": "PTB↓", "ptb_test": "PTB test↓", "boolq": "BoolQ",
                  "piqa": "PIQA", "hellaswag": "HellaSwag", "winogrande": "WinoGrande", "arc_e": "ARC-e",
                  "arc_c": "ARC-c", "obqa": "OBQA", "average": "Average", "removed_fraction": "Removed %"}
@@ -44,6 +48,8 @@ def summary_row(metrics: dict) -> dict:
     model's, by default) and the subsample notes."""
     row = {k: metrics[k] for k in ("model", "method", "ratio", "tune", "params", "params_kept")}
     row["removed_fraction"] = metrics["removed_fraction"]
+    row["run"], row["seed"], row["dtype"] = metrics["run"], metrics["seed"], metrics["dtype"]
+    row["evaluated_as"] = metrics["evaluation"]["evaluated_as"]
     for name, r in metrics["perplexity"].items():
         row[name], row[f"{name}_stderr"] = r["ppl"], r["ppl_stderr"]
         full = r.get("full", r if r["windows"] == r["windows_total"] else None)
@@ -58,7 +64,12 @@ def summary_row(metrics: dict) -> dict:
 
 
 def collate(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per metrics.json (run), every model evaluated in the same dtype."""
     rows = [summary_row(read_json(p)) for p in paths]
+    dtypes = {r["dtype"] for r in rows}
+    if len(dtypes) > 1:
+        raise ValueError(f"results evaluated in different dtypes {sorted(dtypes)} cannot be compared: "
+                         + ", ".join(f"{r['run']}/{r['ratio']:g}/{r['tune']}: {r['dtype']}" for r in rows))
     table = pd.DataFrame(rows)
     extra = [c for c in table.columns if c not in SUMMARY_COLUMNS]
     table = table.reindex(columns=SUMMARY_COLUMNS + extra)
@@ -82,20 +93,29 @@ def row_key(row) -> tuple:
     return row["model"], row["method"], float(row["ratio"]), row["tune"]
 
 
+def is_main_run(row) -> bool:
+    """The run of a method's first calibration seed (its results folder is the method's name)."""
+    return split_run(row["run"])[1] is None
+
+
 def _method_rank(name: str) -> tuple:
     return (METHOD_ORDER.index(name), "") if name in METHOD_ORDER else (len(METHOD_ORDER), name)
 
 
 @dataclass
 class Results:
-    """The summary (one row per model, method, ratio, tune, in report order) with, per measured
-    column, `<col>_subsampled` flags, plus `average_stderr`; every model's efficiency rows; each
-    row's metrics.json for the protocol; and the config the efficiency rows were measured under."""
+    """The summary (one row per model, method, ratio, tune, in report order; several seeds' mean)
+    with, per measured column, `<col>_subsampled` flags, plus `average_stderr`; every model's
+    efficiency rows; each row's (main run's) metrics.json for the protocol; the config the
+    efficiency rows were measured under; every seed's row of methods run with several
+    (`seeds`), and the paired comparisons (`comparisons`, prunebench.reporting.comparisons)."""
 
     summary: pd.DataFrame
     efficiency: pd.DataFrame
     metrics: dict[tuple, dict]
     config: dict = field(default_factory=dict)  # the run's config: efficiency.csv does not record its settings
+    seeds: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def models(self) -> list[str]:
@@ -115,8 +135,9 @@ class Results:
 
 
 def load_results(summary_csv: str | Path, metrics_paths: Iterable[str | Path],
-                 efficiency_csvs: Iterable[str | Path] = (), config: dict | None = None) -> Results:
-    metrics = {row_key(m): m for m in map(read_json, metrics_paths)}
+                 efficiency_csvs: Iterable[str | Path] = (), config: dict | None = None,
+                 seeds_csv: str | Path | None = None, comparisons_csv: str | Path | None = None) -> Results:
+    metrics = {row_key(m): m for m in map(read_json, metrics_paths) if is_main_run(m)}
     summary = pd.read_csv(summary_csv)
     summary["tune"] = summary["tune"].fillna("none")
     flags = pd.DataFrame([_subsample_flags(metrics[row_key(r)]) for _, r in summary.iterrows()],
@@ -125,7 +146,11 @@ def load_results(summary_csv: str | Path, metrics_paths: Iterable[str | Path],
     summary["average_stderr"] = _average_stderr(summary)
     frames = [pd.read_csv(p) for p in efficiency_csvs]
     efficiency = order_rows(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
-    return Results(order_rows(summary), efficiency, metrics, config or {})
+    seeds = pd.read_csv(seeds_csv) if seeds_csv else pd.DataFrame()
+    if not seeds.empty:
+        seeds = order_rows(seeds.assign(tune=seeds["tune"].fillna("none"), average_stderr=_average_stderr(seeds)))
+    comparisons = pd.read_csv(comparisons_csv) if comparisons_csv else pd.DataFrame()
+    return Results(order_rows(summary), efficiency, metrics, config or {}, seeds, comparisons)
 
 
 def order_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,8 +1,10 @@
 """Paper-style tables from the collated results, each rendered as Markdown, LaTeX and HTML.
 
 A table is row groups ("Ratio = 20% w/o tune") of method rows; every cell keeps its number, a
-detail (stderr or ratios), whether it came from a subsample (†) and its rank in the group (best
-bold, second underlined). The protocol the numbers rest on is written under each table.
+detail (stderr, sd over seeds or ratios), whether it came from a subsample (†) and its mark in the
+group (best bold; statistically indistinguishable from the best, by the paired bootstrap of
+prunebench.reporting.comparisons, underlined). The protocol the numbers rest on is written under
+each table.
 """
 from __future__ import annotations
 
@@ -10,19 +12,22 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from .protocol import (
     DAGGER,
     calibration_notes,
+    comparison_note,
     data_note,
     efficiency_notes,
     full_perplexity_notes,
     model_notes,
     perplexity_notes,
     recovery_notes,
-    same_model_notes,
+    seeds_notes,
+    shared_evaluation_notes,
     zeroshot_notes,
 )
 from .results import COLUMN_LABELS, DATASET_LABELS, PPL_COLUMNS, Results, method_label, order_rows, setting_label
@@ -38,7 +43,7 @@ class Cell:
     text: str = "–"  # the number as shown; "–": not measured
     detail: str = ""  # stderr or ratios, shown smaller after the number
     dagger: bool = False  # measured on a subsample
-    rank: int = 0  # 1: best in its group (bold), 2: second (underlined)
+    rank: int = 0  # 1: best in its group (bold), 2: indistinguishable from the best (underlined)
 
 
 @dataclass
@@ -52,34 +57,54 @@ class Table:
 
 # --- building ------------------------------------------------------------------------------------
 
-def _ranks(values: pd.Series, lower_is_better: bool) -> pd.Series:
-    """1 for the best value, 2 for the second (dense ranking: ties share a rank); 0 where a group
-    has too few values for the mark to mean anything."""
-    n = values.notna().sum()
-    ranks = values.rank(method="dense", ascending=lower_is_better).fillna(0).astype(int)
-    return ranks.where((ranks == 1) & (n >= 2) | (ranks == 2) & (n >= 3), 0)
+def _ranks(values: pd.Series, lower_is_better: bool, tied: pd.Series) -> pd.Series:
+    """1 for the best value (equal values share it), 2 where `tied` (statistically
+    indistinguishable from the best), else 0; nothing in a group with fewer than two values."""
+    if values.notna().sum() < 2:
+        return pd.Series(0, index=values.index)
+    best = values.min() if lower_is_better else values.max()
+    return pd.Series(np.where(values == best, 1, np.where(tied, 2, 0)), index=values.index)
 
 
-def _metric_cell(value, stderr, subsampled, kind: str, rank: int) -> Cell:
+def _tied(results: Results, rows: pd.DataFrame, column: str, model: str | None = None) -> pd.Series:
+    """Whether each row's paired interval against its group's best includes 0 (`model`: the rows'
+    model, where `rows` has none)."""
+    comp = results.comparisons
+    if comp.empty:
+        return pd.Series(False, index=rows.index)
+    best = comp[(comp["reference"] == "best") & (comp["column"] == column)]
+    tied = best.assign(tied=(best["low"] <= 0) & (best["high"] >= 0)).set_index(["model", "method", "ratio", "tune"])
+    keys = zip([model] * len(rows) if model else rows["model"], rows["method"], rows["ratio"].astype(float),
+               rows["tune"])
+    return pd.Series([bool(tied["tied"].get(k, False)) for k in keys], index=rows.index)
+
+
+def _metric_cell(value, stderr, subsampled, kind: str, rank: int, sd=None) -> Cell:
+    """A number with its stderr, or with `sd` (the row's spread over seeds) where it is a mean over seeds."""
     if value is None or pd.isna(value):
         return Cell()
     if kind == "removed":  # a fact of the structure, not a score: never ranked
         return Cell(f"{100 * value:.1f}")
-    if kind == "ppl":
-        return Cell(f"{value:.2f}", "", bool(subsampled), rank)
-    detail = f"±{100 * stderr:.1f}" if stderr is not None and pd.notna(stderr) else ""
-    return Cell(f"{100 * value:.2f}", detail, bool(subsampled), rank)
+    scale, digits = (1, 2) if kind == "ppl" else (100, 1)
+    if sd is not None and pd.notna(sd):
+        detail = f"sd {scale * sd:.{digits}f}"
+    else:
+        detail = f"±{100 * stderr:.1f}" if kind != "ppl" and stderr is not None and pd.notna(stderr) else ""
+    return Cell(f"{scale * value:.2f}", detail, bool(subsampled), rank)
 
 
-def _metric_groups(frame: pd.DataFrame, columns: list[tuple[str, str]]) -> list:
-    """`frame` has `group` and `label` columns and, per (key, kind) in `columns`, `key`,
-    `key_stderr` and `key_subsampled`."""
+def _metric_groups(frame: pd.DataFrame, columns: list[tuple], results: Results) -> list:
+    """`frame` has `group` and `label` columns and, per (key, kind, column, model) in `columns`,
+    `key`, `key_stderr`, `key_subsampled` and, for rows of several seeds, `key_sd`. `column` and
+    `model` (None: each row's own) say which comparisons give the key's ties."""
     groups = []
     for group, rows in frame.groupby("group", sort=False):
-        ranks = {key: _ranks(rows[key], kind == "ppl") if kind != "removed" else pd.Series(0, index=rows.index)
-                 for key, kind in columns}
+        ranks = {key: _ranks(rows[key], kind == "ppl", _tied(results, rows, column, model))
+                 if kind != "removed" else pd.Series(0, index=rows.index)
+                 for key, kind, column, model in columns}
         body = [(row["label"], [_metric_cell(row[key], row.get(f"{key}_stderr"), row.get(f"{key}_subsampled"),
-                                             kind, ranks[key][i]) for key, kind in columns])
+                                             kind, ranks[key][i], row.get(f"{key}_sd"))
+                                for key, kind, _, _ in columns])
                 for i, row in rows.iterrows()]
         groups.append((group, body))
     return groups
@@ -90,32 +115,38 @@ def _with_labels(results: Results, summary: pd.DataFrame, by_model: bool) -> pd.
     tunes = summary["tune"] if "tune" in summary else [None] * len(summary)
     group = [f"{model} · {setting_label(ratio, tune)}" if many else setting_label(ratio, tune)
              for model, ratio, tune in zip(summary["model"], summary["ratio"], tunes)]
-    return summary.assign(group=group, label=summary["method"].map(method_label))
+    seeds = summary["seeds"] if "seeds" in summary else pd.Series(1, index=summary.index)
+    labels = [method_label(m) + (f" ({n:.0f} seeds)" if n > 1 else "") for m, n in zip(summary["method"], seeds)]
+    return summary.assign(group=group, label=labels)
 
 
 def _kind(column: str) -> str:
     return "removed" if column == "removed_fraction" else "ppl" if column in PPL_COLUMNS else "acc"
 
 
-def _metric_notes(results: Results, columns: list[str], groups: list) -> list[str]:
-    notes = ["Bold: best in its row group; underlined: second (↓: lower is better)."]
+def _metric_notes(results: Results, columns: list[str], groups: list, marks: bool = True) -> list[str]:
+    """What a table of metrics rests on; `marks`: it marks the best and what is indistinguishable from it."""
+    notes = ["Bold: best in its row group (↓: lower is better); underlined: statistically indistinguishable "
+             "from it (the paired interval of the difference to the best includes 0).",
+             comparison_note(results)] if marks else []
     if "removed_fraction" in columns:
         notes.append("Removed: the real percentage of decoder attention+MLP parameters removed; the setting's ratio "
                      "is the target, which a method's unit of removal (a KV group, a channel) may overshoot.")
     if any(c.dagger for _, rows in groups for _, cells in rows for c in cells):
         notes.append(f"{DAGGER}: measured on a subsample of the test set (sizes below), not the full set.")
+    notes += seeds_notes(results) + shared_evaluation_notes(results)
     if set(columns) & set(PPL_COLUMNS):
         notes += perplexity_notes(results, [c for c in columns if c in PPL_COLUMNS])
     if set(columns) - set(PPL_COLUMNS) - {"removed_fraction"}:
         notes += zeroshot_notes(results)
-    return (notes + model_notes(results) + same_model_notes(results) + calibration_notes(results)
+    return (notes + model_notes(results) + calibration_notes(results)
             + recovery_notes(results) + [data_note(results)])
 
 
 def paper_table(results: Results, columns: list[str], title: str) -> Table:
     """The LLM-Pruner Table 1 layout: (model,) ratio and tune groups, one row per method."""
     frame = _with_labels(results, results.summary, by_model=True)
-    groups = _metric_groups(frame, [(c, _kind(c)) for c in columns])
+    groups = _metric_groups(frame, [(c, _kind(c), c, None) for c in columns], results)
     return Table(title, [COLUMN_LABELS[c] for c in columns], groups, _metric_notes(results, columns, groups))
 
 
@@ -123,16 +154,80 @@ def models_table(results: Results, dataset: str) -> Table:
     """The FLAP layout: one perplexity column per model, rows by ratio/tune and method."""
     summary = results.summary
     keys = ["ratio", "tune", "method"]
-    wide = summary.pivot_table(index=keys, columns="model", sort=False, dropna=False, aggfunc="first",
-                               values=[dataset, f"{dataset}_stderr", f"{dataset}_subsampled"])
-    # (value, model) -> "model", "model_stderr", "model_subsampled"
+    values = [c for c in (dataset, f"{dataset}_stderr", f"{dataset}_subsampled", f"{dataset}_sd") if c in summary]
+    wide = summary.pivot_table(index=keys, columns="model", sort=False, dropna=False, aggfunc="first", values=values)
+    # (value, model) -> "model", "model_stderr", "model_subsampled", "model_sd"
     wide.columns = [f"{model}{value.removeprefix(dataset)}" for value, model in wide.columns]
-    order = order_rows(summary.assign(model="")).drop_duplicates(keys)[keys]
+    order = order_rows(summary.assign(model="")).groupby(keys, sort=False)["seeds"].max().reset_index()
     wide = order.merge(wide.reset_index(), on=keys, how="left")
     frame = _with_labels(results, wide.assign(model=""), by_model=False)
-    groups = _metric_groups(frame, [(m, "ppl") for m in results.models])
+    groups = _metric_groups(frame, [(m, "ppl", dataset, m) for m in results.models], results)
     title = f"{DATASET_LABELS.get(dataset, dataset)} perplexity per model (FLAP layout)"
     return Table(title, [f"{m}↓" for m in results.models], groups, _metric_notes(results, [dataset], groups))
+
+
+def _difference_cell(comparisons: pd.DataFrame, key: tuple) -> Cell:
+    """A paired difference and its interval: perplexity as the ratio of perplexities, accuracy in points."""
+    if key not in comparisons.index:
+        return Cell()
+    diff, low, high = comparisons.loc[key, ["diff", "low", "high"]]
+    if key[4] in PPL_COLUMNS:
+        return Cell(f"×{np.exp(diff):.2f}", f"[{np.exp(low):.2f}, {np.exp(high):.2f}]")
+    return Cell(f"{100 * diff:+.2f}", f"[{100 * low:+.1f}, {100 * high:+.1f}]")
+
+
+def paired_table(results: Results) -> Table:
+    """Each pruned or recovered row against the dense model and against its group's best: the paired
+    difference of perplexity and of the zero-shot average with its bootstrap interval."""
+    columns = [c for c in results.measured if c in PPL_COLUMNS or c == "average"]
+    comparisons = results.comparisons.set_index(["model", "method", "ratio", "tune", "column", "reference"])
+    best = results.comparisons[results.comparisons["reference"] == "best"].groupby(
+        ["model", "ratio", "tune", "column"])["reference_method"].first()
+    frame = _with_labels(results, results.summary[results.summary["method"] != "dense"], by_model=True)
+    groups = []
+    for group, rows in frame.groupby("group", sort=False):
+        body = []
+        for _, row in rows.iterrows():
+            key = (row["model"], row["method"], float(row["ratio"]), row["tune"])
+            cells = []
+            for column in columns:
+                cells.append(_difference_cell(comparisons, (*key, column, "dense")))
+                is_best = best.get((key[0], key[2], key[3], column)) == key[1]
+                cells.append(Cell("best") if is_best else _difference_cell(comparisons, (*key, column, "best")))
+            body.append((row["label"], cells))
+        groups.append((group, body))
+    notes = ["Perplexity: the model's perplexity as a multiple of the reference's (the exponential of the "
+             "difference of log-perplexities); accuracy: the difference in points; in brackets its 95 % interval. "
+             "An interval that excludes 1 (perplexity) or 0 (accuracy) supports a ranking; one that includes it "
+             "does not. A row with several seeds is compared by its items' mean over the seeds.",
+             comparison_note(results), data_note(results)]
+    labels = [f"{COLUMN_LABELS[c]} vs {ref}" for c in columns for ref in ("dense", "best")]
+    return Table("Paired differences to the dense model and to the best of each row group", labels, groups, notes)
+
+
+def seeds_table(results: Results) -> Table:
+    """Every seed's numbers of the rows evaluated with several calibration seeds, and their sd."""
+    columns = [c for c in results.measured if c in results.seeds]
+    flags = results.summary.set_index(["model", "method", "ratio", "tune"])
+    frame = _with_labels(results, results.seeds.assign(seeds=1), by_model=True)
+    groups = []
+    for group, rows in frame.groupby("group", sort=False):
+        body = []
+        for (method, _), runs in rows.groupby(["method", "ratio"], sort=False):
+            for _, run in runs.iterrows():
+                flag = flags.loc[(run["model"], method, float(run["ratio"]), run["tune"])]
+                body.append((f"{method_label(method)} · seed {run['seed']:.0f}",
+                             [_metric_cell(run[c], run.get(f"{c}_stderr"), flag.get(f"{c}_subsampled"), _kind(c), 0)
+                              for c in columns]))
+            spread = runs[columns].astype(float).std(ddof=1)
+            body.append((f"{method_label(method)} · sd over seeds",
+                         [_metric_cell(spread[c], None, False, _kind(c), 0) for c in columns]))
+        groups.append((group, body))
+    notes = ["Each calibration seed is a fresh calibration draw (Random: a fresh random choice); the main table "
+             "shows their mean. The sd over seeds (calibration spread) compares with each seed's ± stderr "
+             "(evaluation noise)."]
+    return Table("Calibration seeds: every seed's numbers", [COLUMN_LABELS[c] for c in columns], groups,
+                 notes + _metric_notes(results, columns, groups, marks=False))
 
 
 def dense_table(results: Results) -> Table:
@@ -253,10 +348,12 @@ def reference_table(path: Path = REFERENCE) -> Table:
 
 
 def table_names(datasets: list[str], zeroshot: bool, efficiency: bool, dense_full: bool = False,
-                pruned: bool = True) -> list[str]:
+                pruned: bool = True, seeds: bool = False) -> list[str]:
     """The tables a run produces: `datasets` are the perplexity sets evaluated; `dense_full`: the
-    dense model's perplexity was measured on the full test sets; `pruned`: any method ran."""
-    return ["main", *(["dense"] if dense_full and datasets else []), *[f"flap_{d}" for d in datasets],
+    dense model's perplexity was measured on the full test sets; `pruned`: any method ran; `seeds`:
+    a method ran with several calibration seeds."""
+    return ["main", *(["paired"] if pruned else []), *(["seeds"] if seeds and pruned else []),
+            *(["dense"] if dense_full and datasets else []), *[f"flap_{d}" for d in datasets],
             *(["flap_zeroshot"] if zeroshot else []), *(["cost"] if pruned else []),
             *(["efficiency"] if efficiency else []), "reference"]
 
@@ -268,6 +365,10 @@ def build_table(name: str, results: Results | None, reference: str | Path = REFE
     if name == "main":
         return paper_table(results, ["removed_fraction", *results.measured],
                            "Perplexity and zero-shot accuracy (LLM-Pruner Table 1 layout)")
+    if name == "paired":
+        return paired_table(results)
+    if name == "seeds":
+        return seeds_table(results)
     if name == "dense":
         return dense_table(results)
     if name == "cost":

@@ -24,5 +24,7 @@ rule efficiency:
         gpu=lambda wc: model_resources(wc, "gpus", 0),
     log:
         "results/logs/efficiency/{model}.log",
+    benchmark:
+        "results/benchmarks/efficiency/{model}.tsv"
     script:
         "../scripts/efficiency.py"

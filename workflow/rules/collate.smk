@@ -1,15 +1,20 @@
-# All metrics.json -> results/summary.csv (one row per model, method, ratio, tune).
+# All metrics.json (and the items beside them) -> results/summary.csv (one row per model, method,
+# ratio, tune; the mean of several seeds), results/seeds.csv (each seed's row) and
+# results/comparisons.csv (paired differences with bootstrap intervals).
 
-# Reading JSON into a table is cheaper than a cluster job's queueing.
+# Reading JSON and CSV into tables is cheaper than a cluster job's queueing.
 localrules:
     collate,
 
 
 rule collate:
     input:
-        metrics_targets(),
+        metrics=metrics_targets(),
+        per_item=items_of(metrics_targets()),
     output:
-        paths.SUMMARY,
+        summary=paths.SUMMARY,
+        seeds=paths.SEEDS,
+        comparisons=paths.COMPARISONS,
     log:
         "results/logs/collate.log",
     script:

@@ -15,9 +15,12 @@ from prunebench.config import (
     check_unique_keys,
     evaluation_datasets,
     method_params,
+    method_seeds,
     ratio_label,
     schema_problem,
+    seed_ratios,
 )
+from prunebench.pruning.checkpoint import content_hash
 from prunebench.sources.datasets import CORPORA
 
 try:
@@ -38,12 +41,13 @@ except ConfigError as err:
 MODELS = list(config["models"])
 METHODS = config["methods"]
 RATIOS = [ratio_label(r) for r in config["ratios"]]
+SEED_RATIOS = seed_ratios(config)
 THREADS = config["threads"]
 
 
 wildcard_constraints:
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
-    method="[a-z0-9][a-z0-9_-]*",
+    method=paths.RUN_PATTERN,
     ratio="[0-9][0-9.]*",
     calib="[^/]+",
     dataset="[a-z0-9_]+",
@@ -53,15 +57,30 @@ def dense_dir(wc):
     return paths.model_dir(wc.model)
 
 
-def checkpoint_of(wc):
-    """The model a job reads: the dense directory or a pruned checkpoint."""
-    if wc.method == "dense":
-        return dense_dir(wc)
-    return f"{paths.result_dir(wc.model, wc.method, wc.ratio)}/model"
+def method_of(run):
+    """The config entry of a run (a method's name, or "<method>@seed<s>" for a further seed)."""
+    return METHODS[paths.split_run(run)[0]]
 
 
-def method_calibration_dir(model, method):
-    return paths.calibration_dir(model, calibration_of(METHODS[method], config["seed"]).id)
+def seed_of(run):
+    method, seed = paths.split_run(run)
+    return method_seeds(config, method)[0] if seed is None else seed
+
+
+def method_calibration_dir(model, run):
+    return paths.calibration_dir(model, calibration_of(method_of(run), seed_of(run)).id)
+
+
+def runs(ratio, tune="none"):
+    """The runs evaluated at a ratio, in config order: each method's main seed, its further seeds
+    (w/o tune, at the seed ratios), only methods with recovery for tune "lora"."""
+    out = []
+    for name, method in METHODS.items():
+        if tune == "none" or method.get("tune", True):
+            out.append(name)
+        if tune == "none" and ratio in SEED_RATIOS:
+            out += [paths.run_name(name, s) for s in method_seeds(config, name)[1:]]
+    return out
 
 
 def eval_data():
@@ -81,14 +100,40 @@ def model_resources(wc, key, default):
 
 
 def metrics_targets():
-    out = [f"{paths.result_dir(m, 'dense', '0')}/metrics.json" for m in MODELS]
+    out = [f"{paths.result_dir(m, 'dense', '0')}/{paths.METRICS}" for m in MODELS]
     for model in MODELS:
-        for name, method in METHODS.items():
-            for ratio in RATIOS:
-                out.append(f"{paths.result_dir(model, name, ratio)}/metrics.json")
-                if method.get("tune", True):
-                    out.append(f"{paths.result_dir(model, name, ratio, 'lora')}/metrics.json")
+        for ratio in RATIOS:
+            out += [f"{paths.result_dir(model, run, ratio, tune)}/{paths.METRICS}"
+                    for tune in ("none", "lora") for run in runs(ratio, tune)]
     return out
+
+
+def items_of(metrics):
+    return [f"{os.path.dirname(m)}/{paths.ITEMS}" for m in metrics]
+
+
+def evaluation_inputs(tune):
+    """What a pruned or recovered model's evaluation reads: its checkpoint, the dense manifest and
+    the data; or, when the checkpoint of a run before it at the same ratio (every pruned one, then
+    the recovered ones) is bit-identical (content hash), that run's evaluation, which this one then
+    cites instead of repeating it. A recovery that kept no update equals its pruned model."""
+
+    def checkpoint_dir(wc, run, tune):
+        made_by = checkpoints.prune if tune == "none" else checkpoints.recover
+        return made_by.get(model=wc.model, method=run, ratio=wc.ratio).output[0]
+
+    def inputs(wc):
+        own = {"model": checkpoint_dir(wc, wc.method, tune), "dense": dense_dir(wc), "data": eval_data()}
+        mine = content_hash(own["model"])
+        for earlier, earlier_tune in [(run, t) for t in ("none", "lora") for run in runs(wc.ratio, t)]:
+            if (earlier, earlier_tune) == (wc.method, tune):
+                return own
+            if content_hash(checkpoint_dir(wc, earlier, earlier_tune)) == mine:
+                shared = paths.result_dir(wc.model, earlier, wc.ratio, earlier_tune)
+                return own | {"shared": f"{shared}/{paths.METRICS}", "shared_items": f"{shared}/{paths.ITEMS}"}
+        raise ValueError(f"run {wc.method} ({tune}) is not among the runs at ratio {wc.ratio}")
+
+    return inputs
 
 
 def all_targets():

@@ -1,17 +1,18 @@
-# Every model, dense, pruned or recovered, is evaluated by the same rule and script.
+# Every model, dense, pruned or recovered, is evaluated by the same rule and script; a model
+# bit-identical to one evaluated before it (content hash) cites that evaluation instead.
 
 
 rule evaluate:
     input:
-        model=checkpoint_of,
-        dense=dense_dir,
-        data=eval_data(),
+        unpack(evaluation_inputs("none")),
     output:
-        f"{paths.RESULT}/metrics.json",
+        metrics=f"{paths.RESULT}/{paths.METRICS}",
+        per_item=f"{paths.RESULT}/{paths.ITEMS}",
     params:
         evaluation=config["evaluation"],
         bos=model_bos,
         tune="none",
+        seed=lambda wc: seed_of(wc.method),
         config_files=workflow.configfiles,
         device=config["device"],
     threads: THREADS
@@ -35,11 +36,13 @@ use rule evaluate as evaluate_dense with:
         dense=dense_dir,
         data=eval_data(),
     output:
-        paths.result_dir("{model}", "dense", "0") + "/metrics.json",
+        metrics=paths.result_dir("{model}", "dense", "0") + f"/{paths.METRICS}",
+        per_item=paths.result_dir("{model}", "dense", "0") + f"/{paths.ITEMS}",
     params:
         evaluation=config["evaluation"],
         bos=model_bos,
         tune="none",
+        seed=None,
         full_perplexity=config["evaluation"]["perplexity"]["full_for_dense"],
         config_files=workflow.configfiles,
         device=config["device"],
@@ -47,7 +50,7 @@ use rule evaluate as evaluate_dense with:
     log:
         "results/logs/evaluate/{model}/dense/0.log",
     benchmark:
-        "results/benchmarks/evaluate/{model}/dense/0.tsv"
+        "results/benchmarks/evaluate_dense/{model}.tsv"
 
 
 ruleorder: evaluate_dense > evaluate

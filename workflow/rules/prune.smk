@@ -12,6 +12,8 @@ rule calibration_windows:
     priority: 10  # calibration and pruning first: every evaluation waits on them
     log:
         "results/logs/calibration_windows/{model}/{calib}.log",
+    benchmark:
+        "results/benchmarks/calibration_windows/{model}/{calib}.tsv"
     script:
         "../scripts/calibration_windows.py"
 
@@ -40,21 +42,22 @@ rule activation_stats:
 
 def prune_inputs(wc):
     inputs = {"model": dense_dir(wc)}
-    needs = method_module(METHODS[wc.method]["module"]).NEEDS
+    needs = method_module(method_of(wc.method)["module"]).NEEDS
     if needs:
         inputs[needs] = f"{method_calibration_dir(wc.model, wc.method)}/{needs}.safetensors"
     return inputs
 
 
-rule prune:
+# A checkpoint: its evaluation asks whether the pruned model is bit-identical to another's.
+checkpoint prune:
     input:
         unpack(prune_inputs),
     output:
         directory(f"{paths.RESULT}/model"),
     params:
-        method=lambda wc: METHODS[wc.method],
-        params=lambda wc: method_params(config, wc.model, wc.method),
-        seed=config["seed"],
+        method=lambda wc: method_of(wc.method),
+        params=lambda wc: method_params(config, wc.model, paths.split_run(wc.method)[0]),
+        seed=lambda wc: seed_of(wc.method),
         device=config["device"],
     threads: THREADS
     resources:

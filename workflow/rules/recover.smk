@@ -1,7 +1,8 @@
 # LoRA recovery ("w/ tune") of any pruned checkpoint; its evaluation is the ordinary evaluate rule.
+# A checkpoint: its evaluation asks whether the recovered model is bit-identical to another's.
 
 
-rule recover:
+checkpoint recover:
     input:
         model=f"{paths.RESULT}/model",
         data=paths.data_dir(config["recovery"]["dataset"]),
@@ -26,18 +27,18 @@ rule recover:
 
 use rule evaluate as evaluate_tuned with:
     input:
-        model=f"{paths.RESULT}/lora/model",
-        dense=dense_dir,
-        data=eval_data(),
+        unpack(evaluation_inputs("lora")),
     output:
-        f"{paths.RESULT}/lora/metrics.json",
+        metrics=f"{paths.RESULT}/lora/{paths.METRICS}",
+        per_item=f"{paths.RESULT}/lora/{paths.ITEMS}",
     params:
         evaluation=config["evaluation"],
         bos=model_bos,
         tune="lora",
+        seed=lambda wc: seed_of(wc.method),
         config_files=workflow.configfiles,
         device=config["device"],
     log:
         "results/logs/evaluate/{model}/{method}/{ratio}.lora.log",
     benchmark:
-        "results/benchmarks/evaluate/{model}/{method}/{ratio}.lora.tsv"
+        "results/benchmarks/evaluate_tuned/{model}/{method}/{ratio}.tsv"

@@ -15,15 +15,17 @@ PPL_DATASETS = config["evaluation"]["perplexity"]["datasets"]
 ZEROSHOT = bool(config["evaluation"]["zeroshot"]["tasks"])
 BENCHMARKED = bool(config["benchmark"]["enabled"] and METHODS)
 PPL = config["evaluation"]["perplexity"]
+SEEDED = any(len(method_seeds(config, m)) > 1 for m in METHODS)
 REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED, PPL["full_for_dense"] or PPL["max_windows"] is None,
-                            bool(METHODS))
+                            bool(METHODS), SEEDED)
 REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), ZEROSHOT, BENCHMARKED, bool(METHODS))
 
 
 def report_inputs(wc):
-    """What every report job reads: the summary and the metrics.json files it was collated from
-    (exactly collate's inputs), and the efficiency measurements."""
-    return {"summary": paths.SUMMARY, "metrics": rules.collate.input,
+    """What every report job reads: collate's outputs and the metrics.json files it read, and the
+    efficiency measurements."""
+    return {"summary": paths.SUMMARY, "seeds": paths.SEEDS, "comparisons": paths.COMPARISONS,
+            "metrics": rules.collate.input.metrics,
             "efficiency": [paths.efficiency_csv(m) for m in MODELS] if BENCHMARKED else []}
 
 

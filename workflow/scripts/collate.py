@@ -4,11 +4,17 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from common import start_job  # noqa: E402
 
 from prunebench.io import atomic_path  # noqa: E402
-from prunebench.reporting.results import collate  # noqa: E402
+from prunebench.reporting.comparisons import compare, row_items  # noqa: E402
+from prunebench.reporting.results import METRIC_COLUMNS, collate  # noqa: E402
+from prunebench.reporting.seeds import over_seeds, seed_rows  # noqa: E402
 
 sm = snakemake  # noqa: F821
 start_job(sm)
-table = collate(sm.input)
-print(table.to_string())
-with atomic_path(sm.output[0]) as tmp:
-    table.to_csv(tmp, index=False)
+runs = collate(sm.input.metrics)
+items = row_items(sm.input.metrics)
+summary = over_seeds(runs, items)
+print(summary.to_string())
+for table, path in ((summary, sm.output.summary), (seed_rows(runs), sm.output.seeds),
+                    (compare(summary, items, METRIC_COLUMNS), sm.output.comparisons)):
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)

@@ -27,3 +27,11 @@ def start_job(snakemake) -> None:
         logging.basicConfig(stream=log, level=logging.INFO, force=True)
     torch.set_num_threads(max(1, snakemake.threads))
     torch.manual_seed(snakemake.config["seed"])
+
+
+def report_results(snakemake):
+    """The collated results a report job reads (report.smk's `report_inputs`)."""
+    from prunebench.reporting.results import load_results
+
+    i = snakemake.input
+    return load_results(i.summary, i.metrics, i.efficiency, snakemake.config, i.seeds, i.comparisons)

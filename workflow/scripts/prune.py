@@ -9,6 +9,7 @@ from prunebench.calibration import Calibration  # noqa: E402
 from prunebench.calibration.activations import ActivationStats  # noqa: E402
 from prunebench.config import calibration_of  # noqa: E402
 from prunebench.io import load_tensors, read_json, tensors_metadata  # noqa: E402
+from prunebench.paths import split_run  # noqa: E402
 from prunebench.provenance import Stopwatch, environment, peak_memory_mb  # noqa: E402
 from prunebench.pruning import prune_model  # noqa: E402
 from prunebench.pruning.checkpoint import load_pruned, save_pruned  # noqa: E402
@@ -16,16 +17,16 @@ from prunebench.pruning.structure import Shapes  # noqa: E402
 
 sm = snakemake  # noqa: F821
 start_job(sm)
-method, wc, watch = sm.params.method, sm.wildcards, Stopwatch()
+method, wc, seed, watch = sm.params.method, sm.wildcards, sm.params.seed, Stopwatch()
 module = method_module(method["module"])
-spec = calibration_of(method, sm.params.seed)
+spec = calibration_of(method, seed)
 with watch("load"):
     model = load_pruned(sm.input.model, device=sm.params.device)
     tokenizer = AutoTokenizer.from_pretrained(sm.input.model)
     calib = Calibration(
         activations=ActivationStats.load(sm.input.activations) if module.NEEDS == "activations" else None,
         tokens=load_tensors(sm.input.tokens)[0]["input_ids"] if module.NEEDS == "tokens" else None,
-        seed=spec.seed if spec else sm.params.seed,
+        seed=seed,
     )
 calibration_bos = tensors_metadata(sm.input[module.NEEDS]).get("bos") if module.NEEDS else None
 shapes = Shapes.of(model)
@@ -38,7 +39,8 @@ print(f"{wc.method} at {wc.ratio}: removed {structure['removed_fraction']:.4f} o
 save_pruned(model, tokenizer, sm.output[0], {
     "base_model": wc.model,
     "base_manifest": {k: v for k, v in read_json(f"{sm.input.model}/manifest.json").items() if k != "architecture"},
-    "method": wc.method,
+    "method": split_run(wc.method)[0],
+    "seed": seed,
     "module": method["module"],
     "params": sm.params.params,
     "mask": method.get("mask", False),

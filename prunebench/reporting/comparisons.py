@@ -1,0 +1,79 @@
+"""Paired comparisons of the collated rows on their items (prunebench.evaluation.items): every
+pruned or recovered row against the dense model, against the best row of its group (same model,
+ratio and tune) and, recovered, against the same method without recovery; each difference with
+its paired bootstrap interval (prunebench.reporting.statistics).
+
+A row evaluated with several calibration seeds is compared by its items' mean over the seeds, the
+same mean its table entry shows. Perplexity columns compare the mean log-perplexity (window NLL):
+`diff` is the log of the perplexity ratio. Accuracy columns compare the fraction correct; the
+Average resamples documents within each task and takes the unweighted task mean.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from ..evaluation.items import KEY, read_items
+from ..evaluation.zeroshot import available_tasks, task_config
+from ..io import read_json
+from ..paths import ITEMS
+from .results import PPL_COLUMNS, row_key
+from .statistics import paired_bootstrap
+
+__all__ = ["COMPARISON_COLUMNS", "TASK_OF_COLUMN", "row_items", "selection", "compare"]
+
+COMPARISON_COLUMNS = ["model", "method", "ratio", "tune", "column", "reference", "reference_method",
+                      "reference_tune", "diff", "low", "high", "items"]
+TASK_OF_COLUMN = {task_config(t)["metadata"]["column"]: t for t in available_tasks()}
+
+
+def row_items(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
+    """The items beside each metrics.json, one column per row (model, method, ratio, tune) indexed
+    by item: the mean over the row's runs (its seeds); NaN where a row has no such item."""
+    runs = {(i, *row_key(read_json(path))): read_items(Path(path).with_name(ITEMS)).set_index(KEY)["value"]
+            for i, path in enumerate(metrics_paths)}
+    return pd.DataFrame(runs).T.groupby(level=[1, 2, 3, 4], sort=False).mean().T
+
+
+def selection(index: pd.MultiIndex, column: str) -> tuple[pd.Series, pd.Series | None]:
+    """Which items a summary column rests on, and the strata to resample within (the Average's tasks)."""
+    kind, name = index.get_level_values("kind"), index.get_level_values("set")
+    if column in PPL_COLUMNS:
+        return (kind == "perplexity") & (name == column), None
+    if column == "average":
+        return kind == "zeroshot", pd.Series(name, index=index)
+    return (kind == "zeroshot") & (name == TASK_OF_COLUMN[column]), None
+
+
+def _difference(wide: pd.DataFrame, key: tuple, reference: tuple, column: str):
+    selected, strata = selection(wide.index, column)
+    a, b = wide[key], wide[reference]
+    both = selected & a.notna().to_numpy() & b.notna().to_numpy()
+    if not both.any():
+        return None
+    return paired_bootstrap(a[both].to_numpy(), b[both].to_numpy(), None if strata is None else strata[both].to_numpy())
+
+
+def compare(summary: pd.DataFrame, wide: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Every row's differences to dense, to its group's best and (recovered) to its untuned self,
+    for each of `columns`; `wide` is `row_items` of the summary's rows."""
+    out = []
+    keys = {row_key(r) for _, r in summary.iterrows()}
+    pruned = summary[summary["method"] != "dense"]
+    for (model, ratio, tune), group in pruned.groupby(["model", "ratio", "tune"], sort=False):
+        for column in (c for c in columns if c in group and group[c].notna().any()):
+            best = group.loc[group[column].idxmin() if column in PPL_COLUMNS else group[column].idxmax()]
+            for _, row in group.iterrows():
+                references = [("dense", (model, "dense", 0.0, "none")), ("best", row_key(best)),
+                              ("untuned", (model, row["method"], float(ratio), "none"))]
+                for name, reference in references:
+                    if reference not in keys or (name != "dense" and reference == row_key(row)) \
+                            or (name == "untuned" and tune == "none"):
+                        continue
+                    interval = _difference(wide, row_key(row), reference, column)
+                    if interval is not None:
+                        out.append((model, row["method"], ratio, tune, column, name, reference[1], reference[3],
+                                    interval.diff, interval.low, interval.high, interval.items))
+    return pd.DataFrame(out, columns=COMPARISON_COLUMNS)
