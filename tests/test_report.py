@@ -562,3 +562,18 @@ def test_rule_budget_sums_the_benchmark_files_per_rule(tmp_path):
     assert list(table.index) == ["evaluate", "prune", "total"]
     assert table.loc["evaluate"].tolist() == [2, 3.0, 1.5, 1100] and table.loc["prune"].tolist() == [1, 0.1, 0.2, 700]
     assert table.loc["total"].tolist() == [3, 3.1, 1.7, 1100]
+
+
+def test_earlier_results_merge_only_what_this_config_does_not_produce_under_its_evaluation(tmp_path):
+    from prunebench.reporting.results import earlier_results
+
+    evaluation = {"dtype": "bfloat16", "perplexity": {"max_windows": 64}}
+    runs = {"results/m/dense/0": evaluation, "results/m/flap/0.2": evaluation,
+            "results/m/shortgpt/0.2": evaluation, "results/m/shortgpt/0.2/lora": evaluation,
+            "results/m/old/0.2": {**evaluation, "dtype": "float32"}, "results/other/flap/0.2": evaluation}
+    for run, settings in runs.items():
+        (tmp_path / run).mkdir(parents=True)
+        (tmp_path / run / "metrics.json").write_text(json.dumps({"provenance": {"config": {"evaluation": settings}}}))
+    tracked = ["results/m/dense/0/metrics.json", "results/m/flap/0.2/metrics.json"]
+    assert earlier_results(tracked, ["m"], evaluation, tmp_path) == [
+        "results/m/shortgpt/0.2/metrics.json", "results/m/shortgpt/0.2/lora/metrics.json"]

@@ -60,11 +60,16 @@ def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopw
     # The forward passes' own speed comes from the perplexity pass: timing extra forward passes on
     # random ids cost each evaluation three batches' worth of compute for a number no report reads.
     out["throughput"] = {
-        "perplexity_tokens_per_s": ppl_tokens / watch.times["perplexity"] if ppl_tokens else None,
-        "raw_forward_tokens_per_s": ppl_tokens / watch.times["forward"] if ppl_tokens else None,
+        "perplexity_tokens_per_s": _rate(ppl_tokens, watch.times["perplexity"]),
+        "raw_forward_tokens_per_s": _rate(ppl_tokens, watch.times.get("forward", 0)),
     }
     out["wall_s"], out["cpu_s"] = dict(watch.times), dict(watch.cpu)
     return out, items
+
+
+def _rate(tokens: int, seconds: float) -> float | None:
+    """Tokens per second; None where nothing was evaluated or too fast for the stopwatch (ms)."""
+    return tokens / seconds if tokens and seconds else None
 
 
 def _bos_record(setting: str, policy: str, results: dict[str, Any]) -> dict[str, Any]:

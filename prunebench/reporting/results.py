@@ -18,7 +18,7 @@ from ..paths import split_run
 
 __all__ = ["SUMMARY_COLUMNS", "PPL_COLUMNS", "TASK_COLUMNS", "METRIC_COLUMNS", "COLUMN_LABELS", "summary_row",
            "collate", "Results", "load_results", "order_rows", "method_label", "setting_label", "row_key",
-           "is_main_run"]
+           "is_main_run", "earlier_results"]
 
 PPL_COLUMNS = ["wikitext2", "ptb", "ptb_test"]  # "ptb": the validation split, as both references
 TASK_COLUMNS = ["boolq", "piqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"]
@@ -96,6 +96,27 @@ def row_key(row) -> tuple:
 def is_main_run(row) -> bool:
     """The run of a method's first calibration seed (its results folder is the method's name)."""
     return split_run(row["run"])[1] is None
+
+
+def earlier_results(tracked: Iterable[str], models: Iterable[str], evaluation: dict,
+                    root: str | Path = ".") -> list[str]:
+    """The metrics.json files under `root`/results of `models` that the current config does not
+    produce (`tracked`: the ones it does), e.g. the extended suite's rows after a default run, which
+    the report merges with its own. Only those evaluated under the same `evaluation` settings
+    (windows, documents, dtype, ...) join: numbers from another protocol are listed and left out."""
+    tracked, merged = {str(Path(p)) for p in tracked}, []
+    for model in models:
+        for path in sorted(Path(root).glob(f"results/{model}/*/*/metrics.json")) + sorted(
+                Path(root).glob(f"results/{model}/*/*/*/metrics.json")):
+            name = str(path.relative_to(root))
+            if name in tracked:
+                continue
+            recorded = read_json(path)["provenance"]["config"].get("evaluation")
+            if recorded == evaluation:
+                merged.append(name)
+            else:
+                print(f"{name}: evaluated under other evaluation settings than this run's; not merged")
+    return merged
 
 
 def _method_rank(name: str) -> tuple:

@@ -1,6 +1,8 @@
 # All metrics.json (and the items beside them) -> results/summary.csv (one row per model, method,
 # ratio, tune; the mean of several seeds), results/seeds.csv (each seed's row) and
-# results/comparisons.csv (paired differences with bootstrap intervals).
+# results/comparisons.csv (paired differences with bootstrap intervals). Results of earlier runs
+# that this config does not produce (the extended suite's rows, say) are merged when they were
+# evaluated under the same settings: the report shows what exists.
 
 # Reading JSON and CSV into tables is cheaper than a cluster job's queueing.
 localrules:
@@ -15,6 +17,8 @@ rule collate:
         summary=paths.SUMMARY,
         seeds=paths.SEEDS,
         comparisons=paths.COMPARISONS,
+    params:
+        earlier=EARLIER,
     log:
         "results/logs/collate.log",
     script:

@@ -21,6 +21,7 @@ from prunebench.config import (
     seed_ratios,
 )
 from prunebench.pruning.checkpoint import content_hash
+from prunebench.reporting.results import earlier_results
 from prunebench.sources.datasets import CORPORA
 
 try:
@@ -106,6 +107,10 @@ def metrics_targets():
             out += [f"{paths.result_dir(model, run, ratio, tune)}/{paths.METRICS}"
                     for tune in ("none", "lora") for run in runs(ratio, tune)]
     return out
+
+
+# Earlier runs' results this config does not produce, merged into the summary and the reports.
+EARLIER = earlier_results(metrics_targets(), MODELS, config["evaluation"])
 
 
 def items_of(metrics):

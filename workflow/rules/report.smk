@@ -54,6 +54,8 @@ rule report_tables:
         reference=str(REFERENCE),
     output:
         [table_output(name, fmt) for name in REPORT_TABLES for fmt in FORMATS],
+    params:
+        earlier=EARLIER,
     log:
         "results/logs/report/tables.log",
     script:
@@ -65,6 +67,8 @@ rule report_figures:
         unpack(report_inputs),
     output:
         [figure_output(name, fmt) for name in REPORT_FIGURES for fmt in ("png", "svg")],
+    params:
+        earlier=EARLIER,
     log:
         "results/logs/report/figures.log",
     script:
@@ -78,6 +82,8 @@ rule report_readme:
         figures=expand("reports/figures/{name}.svg", name=REPORT_FIGURES),
     output:
         "reports/README.md",
+    params:
+        earlier=EARLIER,
     log:
         "results/logs/report/readme.log",
     script:

@@ -10,8 +10,9 @@ from prunebench.reporting.seeds import over_seeds, seed_rows  # noqa: E402
 
 sm = snakemake  # noqa: F821
 start_job(sm)
-runs = collate(sm.input.metrics)
-items = row_items(sm.input.metrics)
+metrics = [*sm.input.metrics, *sm.params.earlier]  # earlier runs' extra rows (collate.smk)
+runs = collate(metrics)
+items = row_items(metrics)
 summary = over_seeds(runs, items)
 print(summary.to_string())
 for table, path in ((summary, sm.output.summary), (seed_rows(runs), sm.output.seeds),

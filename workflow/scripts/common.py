@@ -34,4 +34,5 @@ def report_results(snakemake):
     from prunebench.reporting.results import load_results
 
     i = snakemake.input
-    return load_results(i.summary, i.metrics, i.efficiency, snakemake.config, i.seeds, i.comparisons)
+    metrics = [*i.metrics, *snakemake.params.earlier]
+    return load_results(i.summary, metrics, i.efficiency, snakemake.config, i.seeds, i.comparisons)
