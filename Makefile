@@ -2,6 +2,7 @@
 #   make run    set up .venv, run the default suite (SmolLM2-135M, every method, 20%/50%,
 #               with and without LoRA recovery), write results/ and reports/ (incl. report.html)
 #   make test   set up .venv and run the test suite
+#   make extended  the default suite plus config/extended.yaml's rows (depth pruning), one report
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,10 +11,15 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test setup report
+.PHONY: run test setup report extended
 run: setup
 	$(BIN)/snakemake --profile $(PROFILE)
 	$(BIN)/snakemake --profile $(PROFILE) --report reports/report.html
+
+EXTENDED := --configfile config/default.yaml config/extended.yaml
+extended: setup
+	$(BIN)/snakemake --profile $(PROFILE) $(EXTENDED)
+	$(BIN)/snakemake --profile $(PROFILE) $(EXTENDED) --report reports/report.html
 
 report: setup
 	$(BIN)/snakemake --profile $(PROFILE) --report reports/report.html

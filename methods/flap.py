@@ -15,11 +15,13 @@ from prunebench.calibration import Calibration
 from prunebench.pruning.scores import input_channel_scores
 from prunebench.pruning.structure import (
     PruningPlan,
+    RoundTo,
     Shapes,
     channels_for_budget,
     group_scores,
     keep_global,
     keep_top,
+    round_widths,
     standardize,
     uniform_counts,
     uniform_plan,
@@ -34,11 +36,13 @@ def prune(model, ratio: float, calib: Calibration, *,
           attention_metric: Literal["reference", "paper"] = "reference",
           remove_heads: int | None = None,
           match_params: bool = True,
-          compensate: bool = True) -> PruningPlan:
+          compensate: bool = True,
+          round_to: RoundTo = 1) -> PruningPlan:
     """`attention_metric="reference"` squares the o_proj metric once more before standardizing, as
     FLAP's code does (unlike the paper's formula, `"paper"`). `remove_heads` (KV groups in the
     whole model) fixes the attention budget of UL-MM/AL-MM; default int(ratio * all groups).
-    `match_params` (UL-UM) solves the channel count for the parameter budget, see uniform_counts."""
+    `match_params` (UL-UM) solves the channel count for the parameter budget, see uniform_counts.
+    `round_to`: kept widths become multiples of it (see round_widths)."""
     shapes = Shapes.of(model)
     attn, mlp = input_channel_scores(model, metric, calib.activations)
     if attention_metric == "reference":
@@ -59,8 +63,9 @@ def prune(model, ratio: float, calib: Calibration, *,
         per_layer = heads_removed // shapes.layers
         counts = (uniform_counts(shapes, ratio, match_params) if structure == "UL-UM"
                   else (per_layer, channels_for_budget(shapes, ratio, per_layer)))
-        return uniform_plan(shapes, attn, mlp, counts, compensate=compensate, details=details)
-    return PruningPlan.from_units(shapes, units, channels, compensate=compensate, details=details)
+        return uniform_plan(shapes, attn, mlp, counts, round_to, compensate=compensate, details=details)
+    plan = PruningPlan.from_units(shapes, units, channels, compensate=compensate, details=details)
+    return round_widths(plan, shapes, round_to, unit_z, mlp_z)
 
 
 def _per_layer(kept: list[int], width: int, layers: int) -> list[list[int]]:

@@ -17,7 +17,15 @@ from typing import Literal
 import torch
 
 from prunebench.calibration import Calibration
-from prunebench.pruning.structure import PruningPlan, Shapes, keep_top, local_counts, solve_local_ratio
+from prunebench.pruning.structure import (
+    PruningPlan,
+    RoundTo,
+    Shapes,
+    keep_top,
+    local_counts,
+    round_widths,
+    solve_local_ratio,
+)
 
 NEEDS = "tokens"
 
@@ -30,10 +38,12 @@ def prune(model, ratio: float, calib: Calibration, *,
           importance: Literal["element1", "element2", "vector"] = "element1",
           aggregation: Literal["sum", "mean", "max", "prod", "last"] = "sum",
           layer_range: list[int] | None = None,
-          channel_ratio: float | None = None) -> PruningPlan:
+          channel_ratio: float | None = None,
+          round_to: RoundTo = 1) -> PruningPlan:
     """`layer_range` [start, end) defaults to the paper's 4..30 of 32 layers scaled to the model's
     depth; `channel_ratio` (the local share each pruned layer loses, the paper's 25% for its "20%"
-    row) defaults to the one whose real parameter reduction is closest to `ratio`."""
+    row) defaults to the one whose real parameter reduction is closest to `ratio`. `round_to`: kept
+    widths of the pruned layers become multiples of it (see round_widths)."""
     shapes = Shapes.of(model)
     start, end = layer_range or default_layer_range(shapes.layers)
     if not 0 <= start < end <= shapes.layers:
@@ -41,19 +51,23 @@ def prune(model, ratio: float, calib: Calibration, *,
     local = solve_local_ratio(shapes, ratio, end - start) if channel_ratio is None else channel_ratio
     units_removed, channels_removed = local_counts(shapes, local)
     per_channel, share = slice_importance(model, calib.tokens, importance, range(start, end))
-    kept_units, kept_channels = [], []
+    kept_units, kept_channels, unit_scores, channel_scores = [], [], [], []
     for i in range(shapes.layers):
         if start <= i < end:
-            unit_scores, channel_scores = group_importance(per_channel[i], shapes, aggregation)
-            kept_units.append(keep_top(unit_scores, units_removed))
-            kept_channels.append(keep_top(channel_scores, channels_removed))
-        else:
+            units, channels = group_importance(per_channel[i], shapes, aggregation)
+            kept_units.append(keep_top(units, units_removed))
+            kept_channels.append(keep_top(channels, channels_removed))
+        else:  # outside the range a layer stays whole, and rounding leaves a whole layer alone
+            units, channels = torch.zeros(shapes.kv_heads), torch.zeros(shapes.intermediate)
             kept_units.append(list(range(shapes.kv_heads)))
             kept_channels.append(list(range(shapes.intermediate)))
-    return PruningPlan.from_units(shapes, kept_units, kept_channels, details={
+        unit_scores.append(units)
+        channel_scores.append(channels)
+    plan = PruningPlan.from_units(shapes, kept_units, kept_channels, details={
         "importance": importance, "aggregation": aggregation, "layer_range": [start, end],
         "channel_ratio": local, "calibration_tokens": list(calib.tokens.shape), "second_order_share": share,
         "memory_at_paper_scale": paper_scale_memory(importance)})
+    return round_widths(plan, shapes, round_to, unit_scores, channel_scores)
 
 
 def default_layer_range(layers: int) -> tuple[int, int]:

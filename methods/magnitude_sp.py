@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from prunebench.calibration import Calibration
 from prunebench.pruning.scores import input_channel_scores
-from prunebench.pruning.structure import PruningPlan, Shapes, uniform_counts, uniform_plan
+from prunebench.pruning.structure import PruningPlan, RoundTo, Shapes, uniform_counts, uniform_plan
 
 NEEDS = None
 
 
-def prune(model, ratio: float, calib: Calibration, *, match_params: bool = True) -> PruningPlan:
+def prune(model, ratio: float, calib: Calibration, *, match_params: bool = True,
+          round_to: RoundTo = 1) -> PruningPlan:
+    """`round_to`: kept widths become multiples of it (see round_widths)."""
     shapes = Shapes.of(model)
     attn, mlp = input_channel_scores(model, "L2")
-    return uniform_plan(shapes, attn, mlp, uniform_counts(shapes, ratio, match_params),
+    return uniform_plan(shapes, attn, mlp, uniform_counts(shapes, ratio, match_params), round_to,
                         details={"metric": "L2", "structure": "UL-UM"})

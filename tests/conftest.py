@@ -77,15 +77,39 @@ def tokens(n: int = 4, seqlen: int = 32, vocab: int = 49152, seed: int = 0) -> t
     return torch.randint(0, vocab, (n, seqlen), generator=torch.Generator().manual_seed(seed))
 
 
+def cached_generation_is_greedy(model, reference=None, steps: int = 5) -> bool:
+    """Greedy generation with the KV cache gives the tokens of greedy steps without a cache (on
+    `reference`, by default the model itself): the cache's layer bookkeeping is right."""
+    prompt = tokens(1, 6, seed=3)
+    with torch.no_grad():
+        out = model.generate(prompt, max_new_tokens=steps, do_sample=False, use_cache=True)
+        ref = prompt
+        for _ in range(steps):
+            ref = torch.cat([ref, (reference or model)(ref, use_cache=False).logits[:, -1:].argmax(-1)], dim=1)
+    return torch.equal(out, ref)
+
+
+def skipping(model, skipped: list[int]):
+    """A copy of the dense model whose layers `skipped` return their input (forward hooks, no
+    surgery): what removing those layers must equal."""
+    import copy
+
+    skipping = copy.deepcopy(model)
+    for i in skipped:
+        skipping.model.layers[i].register_forward_hook(lambda _mod, args, _out: args[0])
+    return skipping
+
+
 # --- the workflow on the tiny model -------------------------------------------------------------
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-# Every method module once (the default config's other entries differ only in parameters, which the
-# unit tests cover), recovery on one calibrated, one gradient-based and one data-free method: every
-# kind of job at about half the job count of the whole default suite.
-TINY_METHODS = {"flap": True, "wanda-sp": False, "magnitude-sp": False, "random": True, "llm-pruner-element1": True}
+# Every method module once (the default and extended configs' other entries differ only in parameters,
+# which the unit tests cover), recovery on one calibrated, one gradient-based, one data-free and one
+# depth-pruned method: every kind of job at about half the job count of the whole suite.
+TINY_METHODS = {"flap": True, "wanda-sp": False, "magnitude-sp": False, "random": True, "llm-pruner-element1": True,
+                "shortgpt": True, "shortened-llama-ppl": False}
 
 
 def tiny_suite_config(model_dir: Path, data_root: Path, methods: dict | None = None) -> dict:
@@ -94,9 +118,10 @@ def tiny_suite_config(model_dir: Path, data_root: Path, methods: dict | None = N
     import yaml
 
     default = yaml.safe_load((REPO / "config" / "default.yaml").read_text())
+    catalog = {**default["methods"], **yaml.safe_load((REPO / "config" / "extended.yaml").read_text())["methods"]}
     small_calibration = {"corpus": "c4", "nsamples": 8, "seqlen": 32, "seed": 0}
     if methods is None:
-        methods = {name: dict(default["methods"][name], tune=tune) for name, tune in TINY_METHODS.items()}
+        methods = {name: dict(catalog[name], tune=tune) for name, tune in TINY_METHODS.items()}
         for method in methods.values():
             if "calibration" in method:
                 method["calibration"] = dict(small_calibration, corpus=method["calibration"]["corpus"])

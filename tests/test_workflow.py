@@ -10,14 +10,16 @@ from conftest import REPO, SNAKEMAKE, run_snakemake
 from prunebench.reporting.results import SUMMARY_COLUMNS
 
 
-@pytest.mark.parametrize("config", ["default", "paper"])
-def test_dry_run_resolves_every_job(config, tmp_path, data_root):
+@pytest.mark.parametrize("configs", [["default"], ["default", "extended"], ["default", "round_to"], ["paper"]])
+def test_dry_run_resolves_every_job(configs, tmp_path, data_root):
     import subprocess
 
-    result = subprocess.run([*SNAKEMAKE, "-n", "--cores", "2", "--configfile", f"config/{config}.yaml",
+    result = subprocess.run([*SNAKEMAKE, "-n", "--cores", "2", "--configfile", *[f"config/{c}.yaml" for c in configs],
                              "--config", f"data_dir={data_root}"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "evaluate" in result.stdout and "prune" in result.stdout
+    if "extended" in configs:  # the depth methods join the default suite's rows, recovery and benchmark
+        assert "results/smollm2-135m/shortgpt/0.5/lora/metrics.json" in result.stdout
 
 
 def test_tiny_suite_end_to_end(tiny_run):
