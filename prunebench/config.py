@@ -123,6 +123,10 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
             raise ValueError(f"method {name!r}: unknown calibration corpus {cal['corpus']!r}; "
                              f"allowed: {', '.join(sorted(CORPORA))}")
     _check_evaluation(config["evaluation"])
+    bench = config.get("benchmark", {})
+    if bench.get("max_repeats", 20) < bench.get("repeats", 5):
+        raise ValueError(f"benchmark.max_repeats {bench['max_repeats']} is smaller than benchmark.repeats "
+                         f"{bench.get('repeats', 5)}; it must be at least as many paired repeats")
     if verify_data:
         for name in datasets_needed(config):
             verify_dataset(name, config["data_dir"])

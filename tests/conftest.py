@@ -139,7 +139,7 @@ def tiny_suite_config(model_dir: Path, data_root: Path, methods: dict | None = N
                          "batch_size": 8, "add_bos_token": False},
         },
         "benchmark": {"enabled": True, "prefill_batches": [1], "prefill_tokens": 16, "decode_tokens": 2,
-                      "repeats": 1},
+                      "repeats": 2, "max_repeats": 2, "max_halfwidth": 0.05, "confidence": 0.95},
     }
 
 
