@@ -269,6 +269,13 @@ def test_round_to_gives_multiples_at_the_budget(model, module, round_to):
     assert [p.shape for p in model_copy.parameters()] != [p.shape for p in model.parameters()]
 
 
+def test_rounding_a_uniform_structure_moves_each_layer_to_a_neighbouring_multiple(model):
+    _, exact = pruned(model, "wanda_sp", 0.3)
+    _, plan = pruned(model, "wanda_sp", 0.3, {"round_to": 8})
+    for before, after in zip(exact.layers, plan.layers):
+        assert len(after.channels) in (len(before.channels) // 8 * 8, len(before.channels) // 8 * 8 + 8)
+
+
 def test_round_to_keeps_the_best_channels_by_the_methods_score(model):
     _, plan = pruned(model, "magnitude_sp", 0.3, {"round_to": 8})
     for layer, keep in zip(model.model.layers, plan.layers):

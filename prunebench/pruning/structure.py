@@ -232,7 +232,8 @@ def round_widths(plan: PruningPlan, shapes: Shapes, round_to: int, unit_scores: 
     The method's own scores choose: every layer first rounds down, dropping its lowest-scored kept
     units; then, while that brings the kept parameters closer to the unrounded plan's, the block of
     `round_to` units that scores highest (mean z-score within its layer, so that layers compare)
-    comes back, or, above the budget, the lowest-scored block goes. Attention is rounded first and
+    comes back, or, above the budget, the lowest-scored block goes, a layer moving beyond the
+    multiples next to its own count only once no other move is left. Attention is rounded first and
     the MLP channels absorb its shift. A layer left whole, or removed, is not touched.
     `details["rounding"]` records the remaining shift of the removed fraction.
     """
@@ -269,21 +270,23 @@ def _round_kept(kept: list[list[int]], scores: list[torch.Tensor], step: int, wi
             count[i] = len(k) - len(k) % step
     total = sum(len(k) for k, p in zip(kept, pruned) if p) - sum(len(kept[i]) - c for i, c in count.items())
 
-    def move(i: int, up: bool) -> tuple[float, int, int] | None:
-        """(mean z-score of the block, layer, new count) of one block back in (up) or out."""
+    def move(i: int, up: bool) -> tuple[bool, float, int, int] | None:
+        """(whether it leaves the multiples next to the layer's own count, the block's mean z-score
+        signed so that smaller is better, layer, new count) of one block back in (up) or out."""
         c = count[i]
         new = min(c + step, width) if up else (c - (c % step or step))
         if new == c or new < 0:
             return None
         block = order[i][c:new] if up else order[i][new:c]
-        return float(z[i][block].mean()), i, new
+        gain = float(z[i][block].mean())
+        return abs(new - len(kept[i])) >= step, -gain if up else gain, i, new
 
-    while True:
+    while True:  # rounding to a neighbouring multiple first, then further only where the budget needs it
         gap = target - total
         moves = [m for i in count if (m := move(i, gap > 0))]
         if not moves:
             break
-        _, i, new = max(moves) if gap > 0 else min(moves)
+        *_, i, new = min(moves)
         if abs(gap - (new - count[i])) >= abs(gap):
             break
         total += new - count[i]
