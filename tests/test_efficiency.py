@@ -86,7 +86,8 @@ def test_speedup_interval_is_the_median_ratio_with_a_percentile_bootstrap():
 
 def test_pair_row_relates_the_model_to_dense_and_the_flop_ideal():
     result = {"params": 60, "flops_per_token": 50, "peak_memory_mb": 900.0, "process_baseline_mb": 400.0,
-              "repeats": 7, "wall_s": 12.5, "prefill_tokens": 128, "dense": {"params": 100, "flops_per_token": 100},
+              "repeats": 7, "wall_s": 12.5, "cpu_s": 20.0, "prefill_tokens": 128,
+              "dense": {"params": 100, "flops_per_token": 100},
               "measures": {"prefill_b8": {"model_s": 0.5, "dense_s": 0.9, "speedup": 1.8, "low": 1.7, "high": 1.9},
                            "decode": {"model_s": 0.02, "dense_s": 0.03, "speedup": 1.5, "low": 1.4, "high": 1.6}}}
     row = pair_row(result)
@@ -94,7 +95,7 @@ def test_pair_row_relates_the_model_to_dense_and_the_flop_ideal():
     assert row["prefill_b8_tokens_per_s"] == 8 * 128 / 0.5 and row["decode_ms_per_token"] == 20.0
     assert (row["prefill_b8_speedup"], row["prefill_b8_speedup_low"], row["prefill_b8_speedup_high"]) == (1.8, 1.7, 1.9)
     assert row["prefill_b8_vs_ideal"] == 0.9 and row["decode_vs_ideal"] == 0.75
-    assert row["repeats"] == 7 and row["wall_s"] == 12.5 and np.isfinite(row["peak_memory_mb"])
+    assert (row["repeats"], row["wall_s"], row["cpu_s"]) == (7, 12.5, 20.0) and np.isfinite(row["peak_memory_mb"])
 
 
 def test_decode_is_timed_one_token_per_step_on_the_prompts_cache():

@@ -118,7 +118,7 @@ def pair_row(result: dict[str, Any]) -> dict[str, Any]:
     """One efficiency.csv row from a pair's result: the model's own speed (prefill tokens/s, decode
     ms/token), each speedup with its interval and share of the FLOP-ideal, sizes against dense."""
     row = {k: result[k] for k in ("params", "flops_per_token", "peak_memory_mb", "process_baseline_mb", "repeats",
-                                  "wall_s")}
+                                  "wall_s", "cpu_s")}
     row["params_ratio"] = result["params"] / result["dense"]["params"]
     row["flops_ratio"] = result["flops_per_token"] / result["dense"]["flops_per_token"]
     row["ideal_speedup"] = 1 / row["flops_ratio"]
@@ -155,13 +155,15 @@ def _main() -> None:
     context = settings.get("prefill_tokens", 128)
     before = peak_memory_mb()
     model = load_pruned(args.checkpoint, device=args.device)
-    for ids in (torch.zeros(b, context, dtype=torch.long, device=args.device) for b in settings.get("prefill_batches", [1])):
-        run_workload(model, ids, settings.get("decode_tokens", 0))  # the largest working set before reading the peak
+    for batch in settings.get("prefill_batches", [1]):  # the largest working set before reading the peak
+        run_workload(model, torch.zeros(batch, context, dtype=torch.long, device=args.device),
+                     settings.get("decode_tokens", 0))
     result = {**_size(model, context), "peak_memory_mb": peak_memory_mb(), "process_baseline_mb": before,
               "prefill_tokens": context}
     dense = load_pruned(args.dense, device=args.device)
     result["dense"] = _size(dense, context)
     result.update(paired_speed(dense, model, **settings))
+    result["cpu_s"] = time.process_time()  # every thread of the pair's process: what the job costs elsewhere
     print(json.dumps(result))
 
 
