@@ -2,6 +2,7 @@
 #   make run    set up .venv, run the default suite (SmolLM2-135M, every method, 20%/50%,
 #               with and without LoRA recovery), write results/ and reports/ (incl. report.html)
 #   make test   set up .venv and run the test suite
+#   make extended  the default suite plus config/extended.yaml's rows (depth pruning), one report
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin

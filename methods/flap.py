@@ -18,10 +18,12 @@ from prunebench.pruning.scores import input_channel_scores
 from prunebench.pruning.structure import (
     AttentionUnit,
     PruningPlan,
+    RoundTo,
     Shapes,
     attention_plan,
     keep_global,
     keep_top,
+    round_widths,
     standardize,
     uniform_counts,
     uniform_plan,
@@ -38,13 +40,15 @@ def prune(model, ratio: float, calib: Calibration, *,
           remove_heads: int | None = None,
           match_params: bool = True,
           compensate: bool = True,
-          attention_unit: AttentionUnit = "kv_group") -> PruningPlan:
+          attention_unit: AttentionUnit = "kv_group",
+          round_to: RoundTo = 1) -> PruningPlan:
     """`attention_metric="reference"` squares the o_proj metric once more before standardizing, as
     FLAP's code does (unlike the paper's formula, `"paper"`). `remove_heads` (attention units in the
     whole model) fixes the attention budget of UL-MM/AL-MM, default int(ratio * all units); their
     MLP channels take the rest of the budget (`mlp_channels_removed`). `match_params` (UL-UM) solves
     the channel count for the parameter budget, see uniform_counts. UL-* rank each layer's raw
-    scores (a unit: the sum over its channels), AL-* the per-layer z-scores (a unit: their mean)."""
+    scores (a unit: the sum over its channels), AL-* the per-layer z-scores (a unit: their mean).
+    `round_to`: kept widths become multiples of it (see round_widths)."""
     shapes = Shapes.of(model)
     unit = attention_unit
     attn, mlp = input_channel_scores(model, metric, calib.activations)
@@ -57,7 +61,7 @@ def prune(model, ratio: float, calib: Calibration, *,
         per_layer = heads_removed // shapes.layers
         counts = (uniform_counts(shapes, ratio, match_params, unit) if structure == "UL-UM"
                   else (per_layer, mlp_channels_removed(shapes, ratio, shapes.attention_removed(unit, per_layer), 1)))
-        return uniform_plan(shapes, attn, mlp, counts, unit, compensate=compensate, details=details)
+        return uniform_plan(shapes, attn, mlp, counts, unit, round_to, compensate=compensate, details=details)
     attn_z = [standardize(a, f"layer {i} attention scores") for i, a in enumerate(attn)]
     unit_z = [unit_scores(a, shapes, unit, "mean") for a in attn_z]
     mlp_z = [standardize(m, f"layer {i} MLP scores") for i, m in enumerate(mlp)]
@@ -68,7 +72,8 @@ def prune(model, ratio: float, calib: Calibration, *,
         removed = sum(shapes.attention_removed(unit, n_units - len(kept)) for kept in units)
         channels_removed = mlp_channels_removed(shapes, ratio, removed, shapes.layers)
         channels = _per_layer(keep_top(torch.cat(mlp_z), channels_removed), shapes.intermediate, shapes.layers)
-    return attention_plan(shapes, unit, attn_z, units, channels, compensate=compensate, details=details)
+    plan = attention_plan(shapes, unit, attn_z, units, channels, compensate=compensate, details=details)
+    return round_widths(plan, shapes, round_to, unit_z, mlp_z, unit)
 
 
 def mlp_channels_removed(shapes: Shapes, ratio: float, attention_removed: int, layers: int) -> int:

@@ -24,7 +24,15 @@ from typing import Literal
 import torch
 
 from prunebench.calibration import Calibration
-from prunebench.pruning.structure import PruningPlan, Shapes, keep_top, local_counts, solve_local_ratio
+from prunebench.pruning.structure import (
+    PruningPlan,
+    RoundTo,
+    Shapes,
+    keep_top,
+    local_counts,
+    round_widths,
+    solve_local_ratio,
+)
 
 NEEDS = "tokens"
 
@@ -40,14 +48,16 @@ def prune(model, ratio: float, calib: Calibration, *,
           aggregation: Literal["sum", "mean", "max", "prod", "last"] = "sum",
           layer_range: list[int] | None = None,
           channel_ratio: float | None = None,
-          precision: Literal["float64", "float32"] = "float64") -> PruningPlan:
+          precision: Literal["float64", "float32"] = "float64",
+          round_to: RoundTo = 1) -> PruningPlan:
     """`layer_range` [start, end) defaults to the paper's 4..30 of 32 layers scaled to the model's
     depth (`default_layer_range`); `channel_ratio` (the local share each pruned layer loses, the
     paper's 25% for its "20%" row) defaults to the one whose real parameter reduction is closest to
     `ratio`. `precision` is the gradient pass's dtype: float32 is the reference's (its CPU run) and
     needs half the memory; float64 makes the choice of units independent of thread count and CPU.
     l2 and random read no calibration data; the reference's L2 reduces slices by "mean", which
-    ranks as "sum" does (every group has the same slices)."""
+    ranks as "sum" does (every group has the same slices). `round_to`: kept widths of the pruned
+    layers become multiples of it (see round_widths)."""
     shapes = Shapes.of(model)
     start, end = layer_range or default_layer_range(shapes.layers)
     if not 0 <= start < end <= shapes.layers:
@@ -61,16 +71,21 @@ def prune(model, ratio: float, calib: Calibration, *,
         per_channel, share = (slice_importance(model, calib.tokens, importance, layers, PRECISION[precision])
                               if gradient else magnitude_importance(model, layers))
         scores = {i: group_importance(per_channel[i], shapes, aggregation) for i in layers}
+    # outside the range a layer stays whole (its zero scores never matter: rounding leaves it alone)
+    unit_scores = [torch.zeros(shapes.kv_heads)] * shapes.layers
+    channel_scores = [torch.zeros(shapes.intermediate)] * shapes.layers
     kept_units = [list(range(shapes.kv_heads))] * shapes.layers
     kept_channels = [list(range(shapes.intermediate))] * shapes.layers
-    for i, (unit_scores, channel_scores) in scores.items():
-        kept_units[i] = keep_top(unit_scores, units_removed)
-        kept_channels[i] = keep_top(channel_scores, channels_removed)
-    return PruningPlan.from_units(shapes, kept_units, kept_channels, details={
+    for i, (units, channels) in scores.items():
+        unit_scores[i], channel_scores[i] = units, channels
+        kept_units[i] = keep_top(units, units_removed)
+        kept_channels[i] = keep_top(channels, channels_removed)
+    plan = PruningPlan.from_units(shapes, kept_units, kept_channels, details={
         "importance": importance, "aggregation": aggregation, "attention_unit": "kv_group", "layer_range": [start, end],
         "channel_ratio": local, "precision": precision if gradient else None,
         "calibration_tokens": list(calib.tokens.shape) if gradient else None, "second_order_share": share,
         "memory_at_paper_scale": paper_scale_memory(importance, precision) if gradient else None})
+    return round_widths(plan, shapes, round_to, unit_scores, channel_scores)
 
 
 def default_layer_range(layers: int) -> tuple[int, int]:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from prunebench.calibration import Calibration
 from prunebench.pruning.scores import input_channel_scores
-from prunebench.pruning.structure import AttentionUnit, PruningPlan, Shapes, uniform_counts, uniform_plan
+from prunebench.pruning.structure import AttentionUnit, PruningPlan, RoundTo, Shapes, uniform_counts, uniform_plan
 
 NEEDS = "activations"
 
 
 def prune(model, ratio: float, calib: Calibration, *, match_params: bool = True,
-          attention_unit: AttentionUnit = "kv_group") -> PruningPlan:
+          attention_unit: AttentionUnit = "kv_group", round_to: RoundTo = 1) -> PruningPlan:
+    """`round_to`: kept widths become multiples of it (see round_widths)."""
     shapes = Shapes.of(model)
     attn, mlp = input_channel_scores(model, "WIFN", calib.activations)
     return uniform_plan(shapes, attn, mlp, uniform_counts(shapes, ratio, match_params, attention_unit), attention_unit,
+                        round_to,
                         details={"metric": "WIFN", "structure": "UL-UM", "attention_unit": attention_unit})

@@ -198,6 +198,10 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
                              "(below 1) of the optimizer steps")
     if config["evaluation"].get("dtype") == "float16" and config.get("device", "cpu") == "cpu":
         raise ValueError("evaluation.dtype float16 needs a GPU (device: cuda); on a CPU use bfloat16 or float32")
+    bench = config.get("benchmark", {})
+    if bench.get("max_repeats", 20) < bench.get("repeats", 5):
+        raise ValueError(f"benchmark.max_repeats {bench['max_repeats']} is smaller than benchmark.repeats "
+                         f"{bench.get('repeats', 5)}; it must be at least as many paired repeats")
     if verify_data:
         for name in datasets_needed(config):
             verify_dataset(name, config["data_dir"])

@@ -131,15 +131,36 @@ def assert_mean_output_kept(dense, pruned, plan, ids) -> None:
             assert torch.linalg.norm(pruned_mean - dense_mean) <= 1e-4 * torch.linalg.norm(dense_mean) + 1e-7
 
 
+def cached_generation_is_greedy(model, reference=None, steps: int = 5) -> bool:
+    """Greedy generation with the KV cache gives the tokens of greedy steps without a cache (on
+    `reference`, by default the model itself): the cache's layer bookkeeping is right."""
+    prompt = tokens(1, 6, seed=3)
+    with torch.no_grad():
+        out = model.generate(prompt, max_new_tokens=steps, do_sample=False, use_cache=True)
+    return torch.equal(out, greedy_without_cache(reference or model, prompt, steps))
+
+
+def skipping(model, skipped: list[int]):
+    """A copy of the dense model whose layers `skipped` return their input (forward hooks, no
+    surgery): what removing those layers must equal."""
+    import copy
+
+    skipping = copy.deepcopy(model)
+    for i in skipped:
+        skipping.model.layers[i].register_forward_hook(lambda _mod, args, _out: args[0])
+    return skipping
+
+
 # --- the workflow on the tiny model -------------------------------------------------------------
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-# Every method module once (the default config's other entries differ only in parameters, which the
-# unit tests cover), recovery on one calibrated, one gradient-based and one data-free method: every
-# kind of job at about half the job count of the whole default suite.
-TINY_METHODS = {"flap": True, "wanda-sp": False, "magnitude-sp": False, "random": True, "llm-pruner-element1": True}
+# Every method module once (the default and extended configs' other entries differ only in parameters,
+# which the unit tests cover), recovery on one calibrated, one gradient-based, one data-free and one
+# depth-pruned method: every kind of job at about half the job count of the whole suite.
+TINY_METHODS = {"flap": True, "wanda-sp": False, "magnitude-sp": False, "random": True, "llm-pruner-element1": True,
+                "shortgpt": True, "shortened-llama-ppl": False}
 
 
 def tiny_suite_config(model_dir: Path, data_root: Path, tune: dict[str, bool] | None = None) -> dict:
@@ -170,7 +191,7 @@ def tiny_suite_config(model_dir: Path, data_root: Path, tune: dict[str, bool] | 
             "zeroshot": {"tasks": ["boolq", "hellaswag"], "limit": 3, "seed": 0, "batch_size": 8},
         },
         "benchmark": {"enabled": True, "prefill_batches": [1], "prefill_tokens": 16, "decode_tokens": 2,
-                      "repeats": 1},
+                      "repeats": 2, "max_repeats": 2, "max_halfwidth": 0.05, "confidence": 0.95},
     }
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, assert_mean_output_kept, greedy_without_cache, tokens
+from conftest import REPO, assert_mean_output_kept, cached_generation_is_greedy, skipping, tokens
 
 from methods import method_module
 from prunebench.calibration import Calibration
@@ -16,7 +16,7 @@ from prunebench.calibration.activations import ActivationStats, InputMoments, co
 from prunebench.pruning import check_params, prune_model
 from prunebench.pruning.checkpoint import layer_shapes, load_pruned, save_pruned
 from prunebench.pruning.scores import METRICS
-from prunebench.pruning.structure import LayerKeep, PruningPlan, Shapes, keep_top, rank_order
+from prunebench.pruning.structure import LayerKeep, PruningPlan, Shapes, keep_top, rank_order, round_widths, uniform_counts
 from prunebench.pruning.surgery import RemovedAttention, apply_plan
 
 RETRAINING_FREE = ["flap", "wanda_sp", "magnitude_sp", "random_sp"]
@@ -114,19 +114,7 @@ def test_layer_without_heads_runs_and_generates(model):
     apply_plan(masked, plan, mask=True)
     assert isinstance(removed.model.layers[0].self_attn, RemovedAttention)
     torch.testing.assert_close(logits(removed), logits(masked), atol=1e-5, rtol=1e-5)
-    # generation with a KV cache: same tokens as without a cache
-    prompt = tokens(1, 6, seed=3)
-    with torch.no_grad():
-        out = removed.generate(prompt, max_new_tokens=5, do_sample=False, use_cache=True)
-    assert torch.equal(out, greedy_without_cache(removed, prompt, 5))
-
-
-def _skipping(model, skipped: list[int]):
-    """The dense model whose layers `skipped` return their input (forward hooks, no surgery)."""
-    skipping = copy.deepcopy(model)
-    for i in skipped:
-        skipping.model.layers[i].register_forward_hook(lambda _mod, args, _out: args[0])
-    return skipping
+    assert cached_generation_is_greedy(removed)
 
 
 def test_removed_layers_are_gone_and_equal_skipping_them(model, tmp_path, tokenizer):
@@ -139,16 +127,13 @@ def test_removed_layers_are_gone_and_equal_skipping_them(model, tmp_path, tokeni
     apply_plan(masked, plan, mask=True)
     assert len(removed.model.layers) == removed.config.num_hidden_layers == 1
     assert removed.model.layers[0].self_attn.layer_idx == 0  # renumbered for the KV cache
-    reference = logits(_skipping(model, [0, 2]))
+    reference = logits(skipping(model, [0, 2]))
     assert torch.equal(logits(removed), reference)
     assert torch.equal(logits(masked), reference)
     save_pruned(removed, tokenizer, tmp_path / "ckpt")
     reloaded = load_pruned(tmp_path / "ckpt")
     assert reloaded.config.num_hidden_layers == 1 and torch.equal(logits(reloaded), reference)
-    prompt = tokens(1, 6, seed=3)  # generation with a KV cache over the renumbered layers
-    with torch.no_grad():
-        out = reloaded.generate(prompt, max_new_tokens=5, do_sample=False, use_cache=True)
-    assert torch.equal(out, greedy_without_cache(masked, prompt, 5))
+    assert cached_generation_is_greedy(reloaded, masked)  # the KV cache over the renumbered layers
 
 
 @pytest.mark.parametrize("removed, message", [([3], "distinct indices in 0..2"), ([1, 1], "distinct"),
@@ -322,6 +307,64 @@ def test_a_ratio_the_structure_cannot_meet_is_refused(module, params, ratio, mes
 
     with pytest.raises(ValueError, match=message):
         prune_model(tiny_model(kv_heads=2), method_module(module), ratio, Calibration(tokens=tokens(2, 8)), params)
+
+
+def test_rounding_drops_and_returns_units_by_score_at_the_budget():
+    # head_dim 4: a multiple of 4 channels is any number of KV groups, so only channels round
+    shapes = Shapes(layers=3, hidden=4, heads=2, kv_heads=2, head_dim=4, intermediate=10)
+    scores = [torch.tensor(s, dtype=torch.float64) for s in ([9, 9, 9, 9, 5, 5, 5, 0, 0, 0],
+                                                              [9, 9, 9, 9, 1, 0, 0, 0, 0, 0],
+                                                              [9, 9, 9, 9, 3, 3, 0, 0, 0, 0])]
+    plan = PruningPlan.from_units(shapes, [[0, 1]] * 3, [list(range(7)), list(range(5)), list(range(6))])
+    rounded = round_widths(plan, shapes, 4, [torch.ones(2)] * 3, scores)
+    # every layer rounds down to its 4 best channels (12 of the 18 kept); one more block of 4 brings
+    # the total closest to 18 (16; 20 is no closer); the next 4 of layer 0 (5, 5, 5, 0) have the
+    # highest mean z-score (-0.34, against -0.75 for layer 1's 1, 0, 0, 0 and -0.63 for layer 2's)
+    assert [k.channels for k in rounded.layers] == [list(range(8)), [0, 1, 2, 3], [0, 1, 2, 3]]
+    assert [k.kv_heads for k in rounded.layers] == [[0, 1]] * 3
+    shift = rounded.details["rounding"]["budget_shift"]
+    assert shift == pytest.approx(2 * shapes.channel_cost / shapes.prunable_params, abs=1e-12)
+    # KV groups of width 4 at round_to 8: pairs of groups; a layer left whole is not touched
+    shapes = Shapes(layers=3, hidden=4, heads=4, kv_heads=4, head_dim=4, intermediate=8)
+    plan = PruningPlan.from_units(shapes, [[0, 1, 2], [1, 2, 3], [0, 1, 2, 3]], [list(range(8))] * 3)
+    units = [torch.tensor(u, dtype=torch.float64) for u in ([3, 2, 1, 0], [0, 3, 2, 2.5], [1, 1, 1, 1])]
+    rounded = round_widths(plan, shapes, 8, units, [torch.zeros(8)] * 3)
+    # 6 groups kept: both layers round down to 2 (their best kept groups), then one pair comes back:
+    # layer 1's (groups 2, 0: z 0.10 and -1.43, mean -0.67) before layer 0's (groups 2, 3: mean -0.77)
+    assert [k.kv_heads for k in rounded.layers] == [[0, 1], [0, 1, 2, 3], [0, 1, 2, 3]]
+    assert rounded.details["rounding"]["budget_shift"] == pytest.approx(0, abs=1e-12)
+
+
+@pytest.mark.parametrize("module", [*RETRAINING_FREE, "llm_pruner"])
+@pytest.mark.parametrize("round_to", [8, 32])
+def test_round_to_gives_multiples_at_the_budget(model, module, round_to):
+    shapes = Shapes.of(model)  # 96 MLP channels: a multiple of 8 and of 32
+    model_copy = copy.deepcopy(model)
+    calib = Calibration(activations=stats_of(model), tokens=tokens(2, 16), seed=0)
+    exact = prune_model(copy.deepcopy(model), method_module(module), 0.3, calib, {})
+    plan = prune_model(model_copy, method_module(module), 0.3, calib, {"round_to": round_to})
+    assert all(len(k.channels) % round_to == 0 for k in plan.layers)
+    before = exact.summary(shapes)["removed_fraction"]
+    after = plan.summary(shapes)["removed_fraction"]
+    assert plan.details["rounding"] == {"round_to": round_to, "removed_fraction_unrounded": pytest.approx(before),
+                                        "budget_shift": pytest.approx(after - before)}
+    # the whole model within half a block of channels of the unrounded budget
+    assert abs(after - before) <= (round_to / 2) * shapes.channel_cost / shapes.prunable_params + 1e-12
+    assert [p.shape for p in model_copy.parameters()] != [p.shape for p in model.parameters()]
+
+
+def test_rounding_a_uniform_structure_moves_each_layer_to_a_neighbouring_multiple(model):
+    _, exact = pruned(model, "wanda_sp", 0.3)
+    _, plan = pruned(model, "wanda_sp", 0.3, {"round_to": 8})
+    for before, after in zip(exact.layers, plan.layers):
+        assert len(after.channels) in (len(before.channels) // 8 * 8, len(before.channels) // 8 * 8 + 8)
+
+
+def test_round_to_keeps_the_best_channels_by_the_methods_score(model):
+    _, plan = pruned(model, "magnitude_sp", 0.3, {"round_to": 8})
+    for layer, keep in zip(model.model.layers, plan.layers):
+        norms = layer.mlp.down_proj.weight.detach().norm(dim=0)  # magnitude-sp's score: column L2 norm
+        assert keep.channels == sorted(torch.argsort(norms, descending=True)[:len(keep.channels)].tolist())
 
 
 def test_unknown_parameter_is_rejected_with_a_suggestion():

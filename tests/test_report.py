@@ -32,6 +32,7 @@ from prunebench.reporting.results import (
     summary_row,
 )
 from prunebench.reporting.tables import REFERENCE, Cell, _ranks, build_table, render, table_names
+from prunebench.reporting.tradeoff import pareto_front, quality_speed
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
 
@@ -256,10 +257,68 @@ def test_efficiency_table_relates_measurements_to_dense_and_ideal(results):
         for method, cells in rows:
             row = eff.loc[(model, names[method], ratio)]
             share = row["prefill_b1_speedup"] / row["ideal_speedup"]
-            assert cells[first_prefill].detail == f"({row['prefill_b1_speedup']:.2f}×, {share:.0%} of ideal)"
+            interval = f"[{row['prefill_b1_speedup_low']:.2f}–{row['prefill_b1_speedup_high']:.2f}]"
+            assert cells[first_prefill].detail == f"({row['prefill_b1_speedup']:.2f}× {interval}, {share:.0%} of ideal)"
             assert cells[0].detail == f"({row['params_ratio']:.2f}× dense)"
     notes = " ".join(table.notes)
-    assert "median of 3 repeats" in notes and "decode: 16 greedy tokens" in notes  # the fixture's benchmark config
+    # the fixture's benchmark config, and the repeats its pairs took
+    assert "3 to 8 paired repeats" in notes and "decode: 16 greedy steps" in notes
+    assert f"here {results.efficiency['repeats'].min()}–8" in notes
+    assert "95% percentile bootstrap interval" in notes
+
+
+def test_pareto_front_by_hand():
+    speed, loss = [1.0, 1.2, 1.1, 1.5, 1.4, 1.5], [10, 12, 13, 20, 25, 20]
+    # (1.1, 13) is beaten by (1.2, 12), (1.4, 25) by (1.5, 20); the two equal points beat neither
+    assert pareto_front(speed, loss).tolist() == [True, True, False, True, False, True]
+
+
+def _dominated(rows: pd.DataFrame, i, speed: str, quality: str) -> bool:
+    r = rows.loc[i]
+    better = (rows[speed] >= r[speed]) & (rows[quality] <= r[quality])
+    return bool((better & ((rows[speed] > r[speed]) | (rows[quality] < r[quality]))).any())
+
+
+def test_tradeoff_table_marks_the_pareto_front_of_each_speedup(results):
+    table = build_table("tradeoff", results)
+    assert table.columns == ["WikiText2↓", "Decode speedup", "Prefill, batch 1 speedup"]
+    assert [label for label, _ in table.groups] == ["tiny-gqa · w/o tune", "tiny-mha · w/o tune"]
+    for (label, rows), model in zip(table.groups, results.models):
+        frame = quality_speed(results, model)
+        assert len(rows) == len(frame) and rows[0][0] == "Dense"  # the dense model: fastest or not, it is 1x
+        assert rows[0][1][1].text == "1.00×" and rows[0][1][0].text == f"{results.dense(model)['wikitext2']:.2f}"
+        labels = [f"{method_label(m)}{'' if m == 'dense' else f' @ {r:g}'}" for m, r in zip(frame["method"],
+                                                                                         frame["ratio"])]
+        for text, cells in rows:
+            i = labels.index(text)
+            for cell, speed in zip(cells[1:], ("decode_speedup", "prefill_b1_speedup")):
+                assert (cell.rank == 1) == (not _dominated(frame, i, speed, "wikitext2"))
+                assert cell.detail == f"[{frame.loc[i, speed + '_low']:.2f}–{frame.loc[i, speed + '_high']:.2f}]"
+        decode = [float(cells[1].text.rstrip("×")) for _, cells in rows[1:]]
+        assert decode == sorted(decode, reverse=True)  # fastest first after the dense model
+    assert "Pareto front" in " ".join(table.notes)
+
+
+def test_tradeoff_table_has_a_group_per_tune_setting(results):
+    table = build_table("tradeoff", with_tuned_copy(results))
+    assert [label for label, _ in table.groups] == [f"{m} · {s}" for m in results.models
+                                                    for s in ("w/o tune", "w/ tune")]
+    for (_, plain), (_, tuned) in zip(table.groups[::2], table.groups[1::2]):
+        # the same models at the same speeds; the tuned copy's perplexity is half (the dense model's is its own)
+        assert [label for label, _ in plain] == [label for label, _ in tuned]
+        for (label, p), (_, t) in zip(plain, tuned):
+            assert float(t[0].text) == pytest.approx(float(p[0].text) / (1 if label == "Dense" else 2), abs=0.01)
+
+
+def test_tradeoff_figure_draws_every_model_and_the_front(results):
+    fig = build_figure("tradeoff", results)
+    axes = fig.axes
+    assert len(axes) == 2 * 2  # two models x (decode, prefill batch 1)
+    frame = quality_speed(results, "tiny-gqa")
+    front = frame[frame["decode_front"]].sort_values("decode_speedup")
+    step = next(line for line in axes[0].get_lines() if line.get_label() == "Pareto front")
+    assert list(step.get_xdata()) == list(front["decode_speedup"])
+    assert list(step.get_ydata()) == list(front["wikitext2"])
 
 
 def with_full_dense(results: Results) -> Results:
@@ -404,6 +463,12 @@ def test_what_we_see_ranks_only_where_the_paired_intervals_support_it(results):
         eff = results.efficiency[(results.efficiency["model"] == model) & (results.efficiency["method"] != "dense")]
         share = eff["prefill_b1_speedup"] / eff["ideal_speedup"]
         assert f"Measured speedups reach {share.min():.0%}–{share.max():.0%} (prefill, batch 1)" in text
+        # which method gives the best perplexity at each real speedup: the front, slowest first
+        frame = quality_speed(results, model)
+        front = frame[frame["decode_front"]].sort_values("decode_speedup")
+        segment = text.split("decode, w/o tune: ")[1].split(";")[0]
+        assert [part.rsplit(" (", 1)[0] for part in segment.split(" → ")] == [
+            method_label(m) + ("" if m == "dense" else f" at {r:g}") for m, r in zip(front["method"], front["ratio"])]
 
 
 def with_comparisons(results: Results, rows: list[tuple]) -> Results:
@@ -533,7 +598,8 @@ def test_cost_table_reads_pruning_and_recovery_records(results):
     flap = next(line for line in lines[group:] if "| FLAP |" in line)
     assert f"| FLAP | {record['wall_s']['prune']:.1f} | {record['peak_memory_mb']:,.0f} | – | – |" in flap
     assert md.count("| tiny-gqa · Ratio = 50% |") == 1 and "w/o tune" not in md
-    assert "Expected memory" not in md  # no method recorded a paper-scale estimate
+    # the only paper-scale estimate the fixture's prune jobs recorded: LLM-Pruner Element1's
+    assert "Expected memory" in md and "LLM-Pruner Element¹: 22 GB" in md and "FLAP:" not in md.split("Expected")[1]
 
 
 def test_cost_table_quotes_the_paper_scale_memory_a_prune_job_recorded(results):

@@ -18,7 +18,9 @@ from conftest import run_snakemake, write_config
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
 REPORT_RULES = ["report_tables", "report_figures", "report_readme"]
 # the fixture's dense model has no full-test-set pass (full_for_dense: false): no "dense" table
-TABLES = ("main", "paired", "seeds", "flap_wikitext2", "flap_ptb", "flap_zeroshot", "cost", "efficiency", "reference")
+# no "dense" table: the fixture's dense row has no full-test-set perplexity (test_report builds one)
+TABLES = ("main", "paired", "seeds", "flap_wikitext2", "flap_ptb", "flap_zeroshot", "cost", "efficiency", "tradeoff",
+          "reference")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -53,7 +55,7 @@ def test_report_rules_write_every_table_figure_and_the_readme(report_run):
     reports = report_run / "reports"
     for stem in TABLES:
         assert all((reports / "tables" / f"{stem}.{fmt}").stat().st_size > 0 for fmt in ("md", "tex", "html"))
-    for stem in ("perplexity", "zeroshot", "speedup", "structure_tiny-gqa", "structure_tiny-mha"):
+    for stem in ("perplexity", "zeroshot", "speedup", "tradeoff", "structure_tiny-gqa", "structure_tiny-mha"):
         assert (reports / "figures" / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
         assert b"<svg" in (reports / "figures" / f"{stem}.svg").read_bytes()[:2000]
     readme = (reports / "README.md").read_text()
@@ -67,7 +69,7 @@ def test_snakemake_report_embeds_tables_and_figures_with_captions(report_run):
     pages = {Path(p).name: r for p, r in results.items() if r["mime_type"] == "text/html"}
     images = {Path(p).name: r for p, r in results.items() if r["mime_type"] == "image/png"}
     assert set(pages) == {f"{s}.html" for s in TABLES}
-    assert len(images) == 5
+    assert len(images) == 6
     for name, r in pages.items():
         assert b"<table>" in decode(r["data_uri"]) and r["caption"], name
     for name, r in images.items():
@@ -124,7 +126,7 @@ def test_report_renders_in_headless_chromium(report_run, tmp_path):
     dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile-c").stdout
     check = json.loads(html.unescape(re.search(r'<pre id="check">(.*?)</pre>', dom, re.DOTALL).group(1)))
     assert len(check["tables"]) == len(TABLES) and all(t["tables"] == 1 and t["rows"] >= 2 for t in check["tables"])
-    assert len(check["images"]) == 5 and all(i["width"] > 300 and i["height"] > 200 for i in check["images"])
+    assert len(check["images"]) == 6 and all(i["width"] > 300 and i["height"] > 200 for i in check["images"])
     shot = report_run / "reports" / "contents.png"
     chromium(f"--screenshot={shot}", "--window-size=1400,6000", page.as_uri(), profile=tmp_path / "profile-d")
     from PIL import Image

@@ -10,14 +10,16 @@ from conftest import REPO, SNAKEMAKE, TINY_METHODS, run_snakemake
 from prunebench.reporting.results import SUMMARY_COLUMNS
 
 
-@pytest.mark.parametrize("config", ["default", "paper"])
-def test_dry_run_resolves_every_job(config, tmp_path, data_root):
+@pytest.mark.parametrize("configs", [["default"], ["default", "extended"], ["default", "round_to"], ["paper"]])
+def test_dry_run_resolves_every_job(configs, tmp_path, data_root):
     import subprocess
 
-    result = subprocess.run([*SNAKEMAKE, "-n", "--cores", "2", "--configfile", f"config/{config}.yaml",
+    result = subprocess.run([*SNAKEMAKE, "-n", "--cores", "2", "--configfile", *[f"config/{c}.yaml" for c in configs],
                              "--config", f"data_dir={data_root}"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "evaluate" in result.stdout and "prune" in result.stdout
+    if "extended" in configs:  # the depth methods join the default suite's rows, recovery and benchmark
+        assert "results/smollm2-135m/shortgpt/0.5/lora/metrics.json" in result.stdout
 
 
 def test_tiny_suite_end_to_end(tiny_run):
@@ -58,6 +60,17 @@ def test_tiny_suite_end_to_end(tiny_run):
     assert uniform.nunique() == 1 and uniform.iloc[0] in {f"{m}/0.5" for m in uniform.index}
     assert efficiency.loc["flap", "measured_on"] == "flap/0.5"
     assert efficiency.loc["random", "prefill_b1_speedup"] == efficiency.loc["wanda-sp", "prefill_b1_speedup"]
+    # both depth methods remove 2 of the 4 layers: one timing; every speedup with its paired interval
+    depth = efficiency.loc[["shortgpt", "shortened-llama-ppl"], "measured_on"]
+    assert depth.nunique() == 1 and depth.iloc[0] in {"shortgpt/0.5", "shortened-llama-ppl/0.5"}
+    for measure in ("prefill_b1", "decode"):
+        assert (efficiency[f"{measure}_speedup_low"] <= efficiency[f"{measure}_speedup"]).all()
+        assert (efficiency[f"{measure}_speedup"] <= efficiency[f"{measure}_speedup_high"]).all()
+    assert (efficiency["repeats"] == 2).all()
+    # the depth-pruned checkpoint has fewer layers, and its recovered model too
+    for tune in ("", "lora/"):
+        checkpoint = workdir / "results" / "tiny" / "shortgpt" / "0.5" / f"{tune}model"
+        assert json.loads((checkpoint / "config.json").read_text())["num_hidden_layers"] == 2
     # nothing left to do on a second run
     again = run_snakemake(workdir, config, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -1,23 +1,32 @@
-"""What pruning buys: parameters, analytical FLOPs per token, measured prefill throughput, decode
-latency and peak memory, for each model against the dense one measured in the same process.
+"""What pruning buys: parameters, analytical FLOPs per token, peak memory, and speed measured
+against the dense model paired and interleaved.
+
+One process holds the pruned and the dense model. Every repeat times both back to back on the same
+inputs, the order alternating from repeat to repeat, so that drift of the machine (other jobs,
+frequency, caches) hits both alike; a speedup is the median of the per-repeat ratios dense time /
+pruned time, with a percentile bootstrap interval over the repeats. Repeats continue from
+`repeats` up to `max_repeats` until every interval's half-width is at most `max_halfwidth` of its
+speedup. The dense model against itself (an A/A pair) shows the noise floor: its interval must
+hold 1.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
 from typing import Any
 
+import numpy as np
 import torch
+from scipy.stats import bootstrap
 
 from ..provenance import peak_memory_mb
 from ..pruning.checkpoint import layer_shapes, load_pruned
 from ..sources.models import head_dim_of
 
-__all__ = ["flops_per_token", "measure", "measure_checkpoint", "compare"]
+__all__ = ["flops_per_token", "run_workload", "speedup_interval", "paired_speed", "measure_pair", "pair_row"]
 
 
 def flops_per_token(model, context: int = 128) -> int:
@@ -35,72 +44,126 @@ def flops_per_token(model, context: int = 128) -> int:
     return total
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _clock(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 @torch.inference_mode()
-def measure(model, prefill_batches=(1, 8), prefill_tokens: int = 128, decode_tokens: int = 32,
-            repeats: int = 5) -> dict[str, Any]:
-    """Prefill tokens/s per batch size, and decode ms/token (batch 1, KV cache, greedy)."""
+def run_workload(model, ids: torch.Tensor, decode_tokens: int) -> dict[str, float]:
+    """Seconds of one prefill of `ids` [batch, tokens] (with the KV cache, as before generation)
+    and, after a batch of one, seconds per token of `decode_tokens` greedy steps on that cache."""
+    device = ids.device
+    start = _clock(device)
+    out = model(ids, use_cache=True)
+    times = {f"prefill_b{len(ids)}": _clock(device) - start}
+    if len(ids) == 1 and decode_tokens:
+        cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        start = _clock(device)
+        for _ in range(decode_tokens):
+            out = model(token, past_key_values=cache, use_cache=True)
+            token = out.logits[:, -1:].argmax(-1)
+        times["decode"] = (_clock(device) - start) / decode_tokens
+    return times
+
+
+def speedup_interval(dense_s: list[float], model_s: list[float], confidence: float = 0.95,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """(median, low, high) of the paired ratios dense / model: the median and its percentile
+    bootstrap interval over the repeats (resampling pairs, never splitting one)."""
+    ratios = np.asarray(dense_s, dtype=float) / np.asarray(model_s, dtype=float)
+    if len(ratios) < 2 or np.ptp(ratios) == 0:
+        return float(np.median(ratios)), float(ratios.min()), float(ratios.max())
+    ci = bootstrap((ratios,), np.median, confidence_level=confidence, n_resamples=2000, method="percentile",
+                   rng=np.random.default_rng(seed)).confidence_interval
+    return float(np.median(ratios)), float(ci.low), float(ci.high)
+
+
+def paired_speed(dense, model, prefill_batches=(1, 8), prefill_tokens: int = 128, decode_tokens: int = 32,
+                 repeats: int = 5, max_repeats: int = 20, max_halfwidth: float = 0.05, confidence: float = 0.95,
+                 seed: int = 0) -> dict[str, Any]:
+    """Per measure (prefill_b<batch>, decode): the medians of both models' times, the speedup with
+    its interval, and the number of paired repeats it took."""
     device = next(model.parameters()).device
-    vocab = model.config.vocab_size
-    out: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters()),
-                           "flops_per_token": flops_per_token(model, prefill_tokens)}
-    for batch in prefill_batches:
-        ids = torch.randint(0, vocab, (batch, prefill_tokens), device=device)
-        seconds = _median_time(lambda: model(ids, use_cache=False), repeats)
-        out[f"prefill_b{batch}_tokens_per_s"] = batch * prefill_tokens / seconds
-    prompt = torch.randint(0, vocab, (1, prefill_tokens), device=device)
-    generate = lambda: model.generate(prompt, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens,  # noqa: E731
-                                      do_sample=False, use_cache=True)
-    prefill_only = _median_time(lambda: model(prompt, use_cache=True), repeats)
-    out["decode_ms_per_token"] = 1000 * max(_median_time(generate, repeats) - prefill_only, 0) / decode_tokens
-    return out
+    rng = torch.Generator().manual_seed(seed)
+    batches = sorted(set(prefill_batches) | ({1} if decode_tokens else set()))  # decoding follows a batch of one
+    prompts = [torch.randint(0, dense.config.vocab_size, (b, prefill_tokens), generator=rng).to(device)
+               for b in batches]
+    wanted = [f"prefill_b{b}" for b in prefill_batches] + (["decode"] if decode_tokens else [])
+    times: dict[str, dict[str, list[float]]] = {"dense": {k: [] for k in wanted}, "model": {k: [] for k in wanted}}
+    for ids in prompts:  # warm-up: allocator, kernels, caches
+        run_workload(dense, ids, decode_tokens)
+        run_workload(model, ids, decode_tokens)
+    for r in range(max_repeats):
+        for ids in prompts:
+            pair = [("dense", dense), ("model", model)]
+            for name, m in pair if r % 2 == 0 else pair[::-1]:
+                for key, seconds in run_workload(m, ids, decode_tokens).items():
+                    if key in wanted:
+                        times[name][key].append(seconds)
+        result = {key: speedup_interval(times["dense"][key], times["model"][key], confidence, seed) for key in wanted}
+        if r + 1 >= repeats and all((hi - lo) / 2 <= max_halfwidth * mid for mid, lo, hi in result.values()):
+            break
+    return {"repeats": r + 1, "measures": {
+        key: {"model_s": float(np.median(times["model"][key])), "dense_s": float(np.median(times["dense"][key])),
+              "speedup": mid, "low": lo, "high": hi} for key, (mid, lo, hi) in result.items()}}
 
 
-def compare(row: dict[str, Any], dense: dict[str, Any]) -> dict[str, Any]:
-    """Ratios to the dense model: measured speedups next to the FLOP-ideal one."""
-    out = dict(row)
-    out["params_ratio"] = row["params"] / dense["params"]
-    out["flops_ratio"] = row["flops_per_token"] / dense["flops_per_token"]
-    out["ideal_speedup"] = dense["flops_per_token"] / row["flops_per_token"]
-    for key in [k for k in row if k.startswith("prefill_")]:
-        out[key.replace("_tokens_per_s", "_speedup")] = row[key] / dense[key]
-    # A decode step below the timer's noise (tiny models) measures as 0 ms: no ratio, not a crash.
-    resolved = row["decode_ms_per_token"] > 0 and dense["decode_ms_per_token"] > 0
-    out["decode_speedup"] = dense["decode_ms_per_token"] / row["decode_ms_per_token"] if resolved else None
-    for key in [k for k in out if k.endswith("_speedup") and k != "ideal_speedup"]:
-        out[key.replace("_speedup", "_vs_ideal")] = None if out[key] is None else out[key] / out["ideal_speedup"]
-    return out
+def _size(model, context: int) -> dict[str, int]:
+    return {"params": sum(p.numel() for p in model.parameters()), "flops_per_token": flops_per_token(model, context)}
 
 
-def measure_checkpoint(path: str, threads: int, device: str = "cpu", **settings) -> dict[str, Any]:
-    """`measure` in a fresh process, so that its peak memory is this model's alone."""
-    cmd = [sys.executable, "-m", "prunebench.evaluation.efficiency", str(path), "--threads", str(threads), "--device", device,
-           "--settings", json.dumps(settings)]
-    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+def pair_row(result: dict[str, Any]) -> dict[str, Any]:
+    """One efficiency.csv row from a pair's result: the model's own speed (prefill tokens/s, decode
+    ms/token), each speedup with its interval and share of the FLOP-ideal, sizes against dense."""
+    row = {k: result[k] for k in ("params", "flops_per_token", "peak_memory_mb", "process_baseline_mb", "repeats",
+                                  "wall_s", "cpu_s")}
+    row["params_ratio"] = result["params"] / result["dense"]["params"]
+    row["flops_ratio"] = result["flops_per_token"] / result["dense"]["flops_per_token"]
+    row["ideal_speedup"] = 1 / row["flops_ratio"]
+    for key, m in result["measures"].items():
+        if key == "decode":
+            row["decode_ms_per_token"] = 1000 * m["model_s"]
+        else:
+            row[f"{key}_tokens_per_s"] = int(key.removeprefix("prefill_b")) * result["prefill_tokens"] / m["model_s"]
+        row[f"{key}_speedup"], row[f"{key}_speedup_low"], row[f"{key}_speedup_high"] = m["speedup"], m["low"], m["high"]
+        row[f"{key}_vs_ideal"] = m["speedup"] / row["ideal_speedup"]
+    return row
+
+
+def measure_pair(path: str, dense_path: str, threads: int, device: str = "cpu", **settings) -> dict[str, Any]:
+    """`paired_speed` of the checkpoint at `path` against the dense one, in a fresh process whose
+    peak memory, read before the dense model is loaded, is this model's alone."""
+    cmd = [sys.executable, "-m", "prunebench.evaluation.efficiency", str(path), "--dense", str(dense_path),
+           "--threads", str(threads), "--device", device, "--settings", json.dumps(settings)]
+    start = time.perf_counter()
+    result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+    return dict(result, wall_s=time.perf_counter() - start)
 
 
 def _main() -> None:
-    parser = argparse.ArgumentParser(description="Measure one checkpoint; prints one JSON line.")
+    parser = argparse.ArgumentParser(description="Time one checkpoint against the dense model; prints one JSON line.")
     parser.add_argument("checkpoint")
+    parser.add_argument("--dense", required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--settings", default="{}")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    settings = json.loads(args.settings)
+    context = settings.get("prefill_tokens", 128)
     before = peak_memory_mb()
     model = load_pruned(args.checkpoint, device=args.device)
-    result = measure(model, **json.loads(args.settings))
-    result["peak_memory_mb"] = peak_memory_mb()
-    result["process_baseline_mb"] = before
+    for batch in settings.get("prefill_batches", [1]):  # the largest working set before reading the peak
+        run_workload(model, torch.zeros(batch, context, dtype=torch.long, device=args.device),
+                     settings.get("decode_tokens", 0))
+    result = {**_size(model, context), "peak_memory_mb": peak_memory_mb(), "process_baseline_mb": before,
+              "prefill_tokens": context}
+    dense = load_pruned(args.dense, device=args.device)
+    result["dense"] = _size(dense, context)
+    result.update(paired_speed(dense, model, **settings))
+    result["cpu_s"] = time.process_time()  # every thread of the pair's process: what the job costs elsewhere
     print(json.dumps(result))
 
 

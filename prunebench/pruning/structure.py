@@ -11,6 +11,7 @@ unit takes away, read from the model's real shapes (biases included).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -18,7 +19,11 @@ import torch
 
 __all__ = ["AttentionUnit", "ATTENTION_UNITS", "Shapes", "LayerKeep", "PruningPlan", "group_scores", "unit_scores",
            "keep_heads", "attention_plan", "standardize", "uniform_counts", "channels_for_budget", "rank_order",
-           "keep_top", "keep_uniform", "uniform_plan", "keep_global", "local_counts", "solve_local_ratio"]
+           "keep_top", "keep_uniform", "uniform_plan", "keep_global", "local_counts", "solve_local_ratio",
+           "RoundTo", "round_widths", "layers_for_ratio", "depth_plan"]
+
+# Widths the kernels like: a width method's `round_to` makes kept widths multiples of one of these.
+RoundTo = Literal[1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 AttentionUnit = Literal["kv_group", "query_heads"]  # a method parameter's type: checked at config-parse time
 ATTENTION_UNITS = get_args(AttentionUnit)
@@ -267,12 +272,13 @@ def keep_uniform(unit_scores: list[torch.Tensor], channel_scores: list[torch.Ten
 
 
 def uniform_plan(shapes: Shapes, attn_channel_scores: list[torch.Tensor], mlp_scores: list[torch.Tensor],
-                 counts: tuple[int, int], unit: str = "kv_group", **plan_kwargs) -> PruningPlan:
+                 counts: tuple[int, int], unit: str = "kv_group", round_to: int = 1, **plan_kwargs) -> PruningPlan:
     """Every layer loses `counts` = (attention units, MLP channels), the lowest by score; a unit
-    scores the sum of its o_proj input channels."""
+    scores the sum of its o_proj input channels. `round_to`: see round_widths."""
     scores = [unit_scores(a, shapes, unit) for a in attn_channel_scores]
     units, channels = keep_uniform(scores, mlp_scores, *counts)
-    return attention_plan(shapes, unit, attn_channel_scores, units, channels, **plan_kwargs)
+    plan = attention_plan(shapes, unit, attn_channel_scores, units, channels, **plan_kwargs)
+    return round_widths(plan, shapes, round_to, scores, mlp_scores, unit)
 
 
 def keep_global(unit_scores: list[torch.Tensor], channel_scores: list[torch.Tensor], shapes: Shapes,
@@ -311,3 +317,103 @@ def solve_local_ratio(shapes: Shapes, ratio: float, n_pruned_layers: int) -> flo
 
     grid = [i / 10000 for i in range(10000)]
     return min(grid, key=lambda r: (abs(removed(r) - ratio), r))
+
+
+# --- hardware-aligned widths -----------------------------------------------------------------------
+
+def round_widths(plan: PruningPlan, shapes: Shapes, round_to: int, unit_scores: list[torch.Tensor],
+                 channel_scores: list[torch.Tensor], unit: str = "kv_group") -> PruningPlan:
+    """`plan` with every pruned layer's kept MLP channels, and its kept attention width (KV groups x
+    head_dim; already a multiple wherever `round_to` divides head_dim), a multiple of `round_to`,
+    at the parameter budget `plan` met. Query-head units keep their heads as chosen: their widths
+    are multiples of head_dim x KV heads, which every `round_to` up to head_dim divides.
+
+    The method's own scores choose: every layer first rounds down, dropping its lowest-scored kept
+    units; then, while that brings the kept parameters closer to the unrounded plan's, the block of
+    `round_to` units that scores highest (mean z-score within its layer, so that layers compare)
+    comes back, or, above the budget, the lowest-scored block goes, a layer moving beyond the
+    multiples next to its own count only once no other move is left. Attention is rounded first and
+    the MLP channels absorb its shift. A layer left whole, or removed, is not touched.
+    `details["rounding"]` records the remaining shift of the removed fraction.
+    """
+    if round_to == 1:
+        return plan
+    pruned = [i not in plan.removed_layers for i in range(len(plan.layers))]
+    target = plan.kept_params(shapes)
+    if unit == "kv_group":
+        step = round_to // math.gcd(round_to, shapes.head_dim)  # KV groups per multiple of round_to
+        units = _round_kept([k.kv_heads for k in plan.layers], unit_scores, step, shapes.kv_heads, pruned,
+                            sum(len(k.kv_heads) for k, p in zip(plan.layers, pruned) if p))
+        heads = [k.q_heads for k in PruningPlan.from_units(shapes, units, [[]] * len(units)).layers]
+    else:
+        units, heads = [k.kv_heads for k in plan.layers], [k.q_heads for k in plan.layers]
+    attention = sum(len(q) * shapes.head_cost + len(kv) * shapes.kv_cost
+                    for q, kv, p in zip(heads, units, pruned) if p)
+    channels = _round_kept([k.channels for k in plan.layers], channel_scores, round_to, shapes.intermediate, pruned,
+                           (target - attention) / shapes.channel_cost)
+    rounded = PruningPlan([LayerKeep(list(q), list(kv), c) for q, kv, c in zip(heads, units, channels)],
+                          compensate=plan.compensate, details=dict(plan.details), removed_layers=plan.removed_layers)
+    before = 1 - target / shapes.prunable_params
+    after = rounded.summary(shapes)["removed_fraction"]
+    rounded.details["rounding"] = {"round_to": round_to, "removed_fraction_unrounded": before,
+                                   "budget_shift": after - before}
+    return rounded
+
+
+def _round_kept(kept: list[list[int]], scores: list[torch.Tensor], step: int, width: int, pruned: list[bool],
+                target: float) -> list[list[int]]:
+    """Per layer the kept indices, their count a multiple of `step` or the whole `width`, with the
+    total over the `pruned` layers as close to `target` as whole steps allow (see round_widths)."""
+    order, z, count = {}, {}, {}  # per movable layer: kept-first ranking, z-scores, current count
+    for i, (k, s) in enumerate(zip(kept, scores)):
+        if pruned[i] and len(k) < width:
+            ranked = torch.argsort(s.double(), descending=True, stable=True).tolist()
+            members = set(k)
+            order[i] = [j for j in ranked if j in members] + [j for j in ranked if j not in members]
+            z[i] = torch.nan_to_num(standardize(s.double()))
+            count[i] = len(k) - len(k) % step
+    total = sum(len(k) for k, p in zip(kept, pruned) if p) - sum(len(kept[i]) - c for i, c in count.items())
+
+    def move(i: int, up: bool) -> tuple[bool, float, int, int] | None:
+        """(whether it leaves the multiples next to the layer's own count, the block's mean z-score
+        signed so that smaller is better, layer, new count) of one block back in (up) or out."""
+        c = count[i]
+        new = min(c + step, width) if up else (c - (c % step or step))
+        if new == c or new < 0:
+            return None
+        block = order[i][c:new] if up else order[i][new:c]
+        gain = float(z[i][block].mean())
+        return abs(new - len(kept[i])) >= step, -gain if up else gain, i, new
+
+    while True:  # rounding to a neighbouring multiple first, then further only where the budget needs it
+        gap = target - total
+        moves = [m for i in count if (m := move(i, gap > 0))]
+        if not moves:
+            break
+        *_, i, new = min(moves)
+        if abs(gap - (new - count[i])) >= abs(gap):
+            break
+        total += new - count[i]
+        count[i] = new
+    return [sorted(order[i][:count[i]]) if i in count else list(k) for i, k in enumerate(kept)]
+
+
+# --- depth -----------------------------------------------------------------------------------------
+
+def layers_for_ratio(shapes: Shapes, ratio: float) -> int:
+    """Whole decoder layers to remove for `ratio` of the prunable parameters: every dense layer holds
+    the same share, so the nearest whole count (a tie rounds up, meeting the target); one stays."""
+    return min(math.floor(ratio * shapes.layers + 0.5), shapes.layers - 1)
+
+
+def depth_plan(shapes: Shapes, ratio: float, layer_scores: torch.Tensor, protected: tuple[int, ...] = (),
+               **details) -> PruningPlan:
+    """Remove the `layers_for_ratio` layers of lowest score (ties: the lower index first), never a
+    `protected` one; the details record every layer's score and the removal order."""
+    order = [i for i in torch.argsort(layer_scores.double(), stable=True).tolist() if i not in protected]
+    n = layers_for_ratio(shapes, ratio)
+    if n > len(order):
+        raise ValueError(f"ratio {ratio} needs {n} of {shapes.layers} layers removed, but only {len(order)} "
+                         f"are not protected ({sorted(protected)})")
+    return PruningPlan.without_layers(shapes, order[:n], details={
+        **details, "layer_scores": layer_scores.tolist(), "removal_order": order, "layers_removed": n})

@@ -7,6 +7,8 @@ contribution W[:, removed] @ mean[removed] becomes the output projection's bias.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -14,7 +16,7 @@ from ..calibration.activations import ActivationStats
 from ..sources.models import head_dim_of
 from .structure import LayerKeep, PruningPlan
 
-__all__ = ["RemovedAttention", "apply_plan", "resize_layer"]
+__all__ = ["RemovedAttention", "apply_plan", "layers_removed", "resize_layer"]
 
 
 class RemovedAttention(nn.Module):
@@ -159,6 +161,26 @@ def _remove_layers(model, removed: list[int]) -> None:
     if getattr(config, "layer_types", None):
         config.layer_types = [config.layer_types[i] for i in kept]
     config.num_hidden_layers = len(kept)
+
+
+@contextmanager
+def layers_removed(model, removed: list[int]):
+    """The model without the decoder layers `removed`, as `apply_plan` would leave it, for the
+    duration of the block; then every layer, index and config value is put back (depth methods
+    score candidate removals this way without copying the weights)."""
+    config, layers = model.config, model.model.layers
+    saved = (config.num_hidden_layers, getattr(config, "layer_types", None))
+    indices = [(m, m.layer_idx) for m in layers.modules() if hasattr(m, "layer_idx")]
+    _remove_layers(model, removed)
+    try:
+        yield model
+    finally:
+        model.model.layers = layers
+        config.num_hidden_layers = saved[0]
+        if saved[1] is not None:
+            config.layer_types = saved[1]
+        for module, index in indices:
+            module.layer_idx = index
 
 
 @torch.no_grad()

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .protocol import DAGGER
 from .results import DATASET_LABELS, PPL_COLUMNS, Results, method_label, setting_label
+from .tradeoff import measure_label, quality_column, quality_speed, speed_measures
 
 __all__ = ["what_we_see"]
 
@@ -160,22 +161,51 @@ def _speed_sentence(results: Results, model: str) -> str:
     top = rows[rows["ratio"] == rows["ratio"].max()]
     name, column = measures[0]
     best = top.loc[top[f"{column}_speedup"].idxmax()]
+    speedups = [f"{c}_speedup" for _, c in measures]
+    widest = max(((rows[f"{c}_high"] - rows[f"{c}_low"]) / 2 / rows[c]).max() for c in speedups)
     return (f"Measured speedups reach {shares} of the FLOP-ideal; at ratio {best['ratio']:g} the FLOP-ideal is up to "
             f"{top['ideal_speedup'].max():.2f}× and the best measured speedup {best[f'{column}_speedup']:.2f}× "
-            f"({name}, {method_label(best['method'])}).")
+            f"({name}, {method_label(best['method'])}). Every speedup is paired with the dense model; its interval is "
+            f"at most ±{widest:.1%} ({rows['repeats'].min()}–{rows['repeats'].max()} paired repeats).")
+
+
+def _front_sentence(results: Results, model: str) -> str:
+    """Which method gives the best quality at each measured speed: the Pareto front, slowest first."""
+    eff = results.efficiency
+    quality = quality_column(results)
+    if eff.empty or quality is None or not (eff["model"] == model).any():
+        return ""
+    frame = quality_speed(results, model)
+    tunes = list(dict.fromkeys(frame.loc[frame["method"] != "dense", "tune"]))
+    parts = []
+    for i, measure in enumerate(speed_measures(eff)):
+        for tune in tunes if i == 0 else tunes[:1]:  # recovered models: on the first measure only
+            column = f"{measure}_speedup"
+            front = frame[frame[f"{measure}_front"] & ((frame["tune"] == tune) | (frame["method"] == "dense"))]
+            points = [f"{method_label(r['method'])}{'' if r['method'] == 'dense' else f' at {r.ratio:g}'} "
+                      f"({r[column]:.2f}×, {_ppl(r, quality)})" for _, r in front.sort_values(column).iterrows()]
+            setting = "w/o tune" if tune == "none" else "w/ tune"
+            parts.append(f"{measure_label(measure)}, {setting}: " + " → ".join(points))
+    return (f"Quality per real speedup: the best {DATASET_LABELS[quality]} perplexity at each measured speedup comes "
+            "from the models on the Pareto front (every other model is both slower and worse than one of them), "
+            "slowest first — " + "; ".join(parts) + ".")
 
 
 def _structure_sentence(results: Results, model: str, rows: pd.DataFrame) -> str:
-    adaptive = {}
+    adaptive, depth = {}, {}
     for _, row in rows[rows["tune"] == "none"].iterrows():
         s = results.metrics[(model, row["method"], float(row["ratio"]), "none")]["pruning"]["structure"]
-        if len(set(s["kept_heads"])) > 1 or len(set(s["kept_channels"])) > 1:
+        if s.get("removed_layers"):
+            depth.setdefault(row["method"], (row["ratio"], s))
+        elif len(set(s["kept_heads"])) > 1 or len(set(s["kept_channels"])) > 1:
             adaptive.setdefault(row["method"], (row["ratio"], s))
-    if not adaptive:
-        return "Every method keeps the same width in every layer."
     examples = [f"{method_label(m)} at {r:g} keeps {_range(s['kept_heads'])} query heads and "
                 f"{_range(s['kept_channels'])} MLP channels per layer" for m, (r, s) in adaptive.items()]
-    uniform = [method_label(m) for m in dict.fromkeys(rows["method"]) if m not in adaptive]
+    examples += [f"{method_label(m)} at {r:g} removes whole layers {', '.join(map(str, s['removed_layers']))} of "
+                 f"{len(s['kept_heads'])}" for m, (r, s) in depth.items()]
+    if not examples:
+        return "Every method keeps the same width in every layer."
+    uniform = [method_label(m) for m in dict.fromkeys(rows["method"]) if m not in adaptive and m not in depth]
     return ("Per-layer structure: " + "; ".join(examples)
             + (f", while {', '.join(uniform)} prune every layer alike" if uniform else "") + ".")
 
@@ -189,7 +219,8 @@ def what_we_see(results: Results) -> list[str]:
             continue
         sentences = _best_sentences(results, rows, results.dense(model))
         sentences += [_recovery_sentence(results, rows), _seed_sentence(results, model),
-                      _speed_sentence(results, model), _structure_sentence(results, model, rows)]
+                      _speed_sentence(results, model), _front_sentence(results, model),
+                      _structure_sentence(results, model, rows)]
         paragraphs.append(f"**{model}.** " + " ".join(s for s in sentences if s))
     flags = [c for c in results.summary if c.endswith("_subsampled")]
     if flags and results.summary[flags].any().any():

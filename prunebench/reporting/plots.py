@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 from .protocol import DAGGER  # noqa: E402
 from .results import DATASET_LABELS, METHOD_ORDER, Results, method_label  # noqa: E402
+from .tradeoff import measure_label, quality_column, quality_speed, speed_measures  # noqa: E402
 
 __all__ = ["FIGURES", "figure_names", "build_figure", "save"]
 
@@ -27,7 +28,8 @@ plt.rcParams.update({"svg.hashsalt": "prunebench", "font.size": 9, "axes.grid": 
 _PALETTE = plt.get_cmap("tab10").colors
 # tab10 indices: FLAP red, baselines muted, LLM-Pruner variants in their own hues.
 _COLORS = {"random": 7, "magnitude-sp": 1, "wanda-sp": 2, "llm-pruner-channel": 8,
-           "llm-pruner-vector": 4, "llm-pruner-element2": 5, "llm-pruner-element1": 6, "flap": 3}
+           "llm-pruner-vector": 4, "llm-pruner-element2": 5, "llm-pruner-element1": 6, "flap": 3,
+           "shortgpt": 0, "shortened-llama-ppl": 9}
 
 
 def _color(method: str) -> tuple:
@@ -120,23 +122,62 @@ def zeroshot_figure(results: Results):
     return fig
 
 
+def _errors(points: pd.DataFrame, column: str) -> np.ndarray:
+    """Asymmetric error bars from a speedup's interval columns (never negative)."""
+    return np.clip(np.vstack([points[column] - points[f"{column}_low"], points[f"{column}_high"] - points[column]]),
+                   0, None)
+
+
 def speedup_figure(results: Results):
     eff = results.efficiency
-    measures = [c for c in eff if c.startswith("prefill_b") and c.endswith("_speedup")] + ["decode_speedup"]
+    measures = speed_measures(eff)
     fig, axes = _grid(len(results.models), len(measures))
     fig.set_layout_engine("constrained")
     for ax_row, model in zip(axes, results.models):
         rows = eff[eff["model"] == model].assign(removed=lambda f: 1 - f["params_ratio"])
         ideal = rows.sort_values("removed")
         for ax, measure in zip(ax_row, measures):
+            column = f"{measure}_speedup"
             ax.plot(ideal["removed"], ideal["ideal_speedup"], "k--", linewidth=1, label="FLOP-ideal")
             ax.axhline(1, color="grey", linewidth=0.8)
             for method, points in rows[rows["method"] != "dense"].groupby("method", sort=False):
-                ax.scatter(points["removed"], points[measure], color=_color(method), label=method_label(method),
-                           zorder=3)
-            name = measure.removesuffix("_speedup").replace("prefill_b", "prefill, batch ")
-            ax.set(title=f"{model} · {name}", xlabel="parameters removed", ylabel="speedup vs dense (×)")
+                ax.errorbar(points["removed"], points[column], yerr=_errors(points, column), fmt="o", capsize=2,
+                            color=_color(method), label=method_label(method), zorder=3)
+            ax.set(title=f"{model} · {measure_label(measure)}", xlabel="parameters removed",
+                   ylabel="speedup vs dense (×), paired interval")
             ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    _legend(fig, axes)
+    return fig
+
+
+def tradeoff_figure(results: Results):
+    """Perplexity against each measured speedup: every method, ratio and tune setting, the dense
+    model at 1x, error bars from the paired intervals, the Pareto front per tune setting."""
+    quality = quality_column(results)
+    measures = speed_measures(results.efficiency)
+    fig, axes = _grid(len(results.models), len(measures))
+    fig.set_layout_engine("constrained")
+    for ax_row, model in zip(axes, results.models):
+        frame = quality_speed(results, model)
+        dense = frame[frame["method"] == "dense"]
+        for ax, measure in zip(ax_row, measures):
+            column = f"{measure}_speedup"
+            for (method, tune), points in frame[frame["method"] != "dense"].groupby(["method", "tune"], sort=False):
+                ax.errorbar(points[column], points[quality], xerr=_errors(points, column), capsize=2, linestyle="none",
+                            color=_color(method), marker=_style(tune)["marker"], label=_label(method, tune), zorder=3)
+                for _, p in points.iterrows():
+                    ax.annotate(f"{p['ratio']:g}", (p[column], p[quality]), fontsize=6, xytext=(3, 3),
+                                textcoords="offset points")
+            for tune in frame.loc[frame["method"] != "dense", "tune"].unique():
+                front = frame[frame[f"{measure}_front"] & ((frame["tune"] == tune) | (frame["method"] == "dense"))]
+                front = front.sort_values(column)
+                ax.step(front[column], front[quality], where="post", color="black", linewidth=0.8,
+                        linestyle=_style(tune)["linestyle"],
+                        label="Pareto front" + ("" if tune == "none" else " w/ tune"))
+            ax.errorbar(dense[column], dense[quality], xerr=_errors(dense, column), fmt="k*", markersize=10, capsize=2,
+                        label="Dense (1×; interval: A/A noise)", zorder=4)
+            ax.set(yscale="log", title=f"{model} · {measure_label(measure)}{_sub(results, model, quality)}",
+                   xlabel="measured speedup vs dense (×)", ylabel=f"{DATASET_LABELS[quality]} perplexity (log)")
     _legend(fig, axes)
     return fig
 
@@ -170,13 +211,14 @@ def structure_figure(results: Results, model: str):
 
 
 FIGURES: dict[str, Callable] = {"perplexity": perplexity_figure, "zeroshot": zeroshot_figure,
-                                "speedup": speedup_figure}
+                                "speedup": speedup_figure, "tradeoff": tradeoff_figure}
 
 
 def figure_names(models: list[str], perplexity: bool, zeroshot: bool, efficiency: bool, pruned: bool) -> list[str]:
     """The figures a run produces (file stems under reports/figures/): what was measured."""
     names = [name for name, made in (("perplexity", perplexity), ("zeroshot", zeroshot),
-                                     ("speedup", efficiency and pruned)) if made]
+                                     ("speedup", efficiency and pruned),
+                                     ("tradeoff", efficiency and pruned and perplexity)) if made]
     return names + ([f"structure_{m}" for m in models] if pruned else [])
 
 

@@ -157,17 +157,26 @@ def data_note(results: Results) -> str:
 
 
 def efficiency_notes(results: Results) -> list[str]:
-    """From the run's config: the workflow reruns the benchmark whenever these settings change."""
+    """From the run's config (the workflow reruns the benchmark whenever these settings change) and
+    the repeats each pair took."""
     config = results.config
     bench = config["benchmark"]
     batches = ", ".join(str(b) for b in bench.get("prefill_batches", []))
-    return [f"Measured on {config.get('device')} ({config.get('dtype')}), each model in a fresh process using all "
-            f"cores of the job; median of {bench.get('repeats')} repeats after a warm-up.",
-            f"Prefill: {bench.get('prefill_tokens')} tokens at batch {batches}; decode: {bench.get('decode_tokens')} "
-            "greedy tokens at batch 1 with KV cache (prefill time subtracted); peak memory: the process's peak RSS.",
+    eff = results.efficiency
+    taken = f"; here {eff['repeats'].min()}–{eff['repeats'].max()}" if "repeats" in eff else ""
+    return [f"Measured on {config.get('device')} ({config.get('dtype')}), using all cores of the job, each pruned "
+            "model paired with the dense one in a fresh process and interleaved: every repeat times both back to "
+            "back on the same inputs, the order alternating, so that drift of the machine hits both. Speedup: the "
+            "median of the per-repeat ratios dense time / model time, "
+            f"[{bench.get('confidence', 0.95):.0%} percentile bootstrap interval over the repeats]; "
+            f"{bench.get('repeats')} to {bench.get('max_repeats')} paired repeats, until every interval is within "
+            f"±{bench.get('max_halfwidth', 0.05):.0%} of its speedup{taken}. The dense row is the dense model "
+            "against itself: its interval is the noise floor and must hold 1.",
+            f"Prefill: {bench.get('prefill_tokens')} tokens at batch {batches}, with the KV cache; decode: "
+            f"{bench.get('decode_tokens')} greedy steps at batch 1 on the cache of that prompt, per token; peak "
+            "memory: the process's peak RSS with the model alone, after one prefill and decode.",
             f"FLOPs per token: 2 × multiply-adds of one token at {bench.get('prefill_tokens')} tokens of context. "
-            "Speedup = dense time / model time; FLOP-ideal = dense FLOPs / model FLOPs; "
-            "% of ideal = speedup / FLOP-ideal."] + _shared_timing_note(results)
+            "FLOP-ideal = dense FLOPs / model FLOPs; % of ideal = speedup / FLOP-ideal."] + _shared_timing_note(results)
 
 
 def _shared_timing_note(results: Results) -> list[str]:

@@ -14,7 +14,8 @@ __all__ = ["readme", "write_readme"]
 _FIGURE_TITLES = {"perplexity": "Perplexity (log scale) against the pruning ratio",
                   "zeroshot": "Zero-shot average against the pruning ratio (± 1 standard error)",
                   "speedup": "Measured speedup against the fraction of parameters removed, with the FLOP-ideal",
-                  "structure": "Kept query heads and MLP channels per layer"}
+                  "structure": "Kept query heads and MLP channels per layer",
+                  "tradeoff": "Perplexity against measured speedup, with the Pareto front"}
 
 
 def _provenance(results: Results) -> str:
@@ -49,7 +50,8 @@ def readme(results: Results, tables: dict[str, str], figures: list[str]) -> str:
         parts += ["## The dense model under the papers' protocol", "", tables["dense"]]
     parts += ["## Plots", ""]
     parts += [_figure(stem) for stem in figures]
-    for name, heading in (("efficiency", "Efficiency"), ("cost", "Pruning and recovery cost"),
+    for name, heading in (("tradeoff", "Quality per real speedup"), ("efficiency", "Efficiency"),
+                          ("cost", "Pruning and recovery cost"),
                           ("reference", "Reference: published LLaMA-7B numbers (quoted, not reproduced)")):
         if name in tables:
             parts += [f"## {heading}", "", tables[name]]

@@ -31,8 +31,10 @@ from .protocol import (
     zeroshot_notes,
 )
 from .results import COLUMN_LABELS, DATASET_LABELS, PPL_COLUMNS, Results, method_label, order_rows, setting_label
+from .tradeoff import measure_label, quality_column, quality_speed, speed_measures
 
-__all__ = ["Cell", "Table", "FORMATS", "render", "table_names", "build_table", "dense_table", "cost_table", "REFERENCE"]
+__all__ = ["Cell", "Table", "FORMATS", "render", "table_names", "build_table", "dense_table", "cost_table",
+           "tradeoff_table", "REFERENCE"]
 
 FORMATS = ("md", "tex", "html")
 REFERENCE = Path(__file__).with_name("reference.yaml")
@@ -298,9 +300,13 @@ def _human(n: float) -> str:
     return f"{n:.0f}"
 
 
+def _interval(row: pd.Series, speedup: str) -> str:
+    return f"[{row[f'{speedup}_low']:.2f}–{row[f'{speedup}_high']:.2f}]"
+
+
 def _speed_cell(row: pd.Series, value: str, speedup: str, fmt: str) -> Cell:
     share = row[speedup.replace("_speedup", "_vs_ideal")]
-    return Cell(fmt.format(row[value]), f"({row[speedup]:.2f}×, {share:.0%} of ideal)")
+    return Cell(fmt.format(row[value]), f"({row[speedup]:.2f}× {_interval(row, speedup)}, {share:.0%} of ideal)")
 
 
 def efficiency_table(results: Results) -> Table:
@@ -324,6 +330,35 @@ def efficiency_table(results: Results) -> Table:
     columns = ["Params", "FLOPs/token", "FLOP-ideal speedup", *[f"Prefill b{b} (tok/s)" for b in prefill],
                "Decode (ms/token)", "Peak memory (MB)"]
     return Table("Efficiency against the dense model and the FLOP-ideal", columns, groups, efficiency_notes(results))
+
+
+def tradeoff_table(results: Results) -> Table:
+    """Perplexity against each measured speedup, per model and tune setting, fastest first; bold:
+    on the Pareto front of that speedup (no other model both at least as fast and as good)."""
+    quality = quality_column(results)
+    measures = speed_measures(results.efficiency)
+    groups = []
+    for model in results.models:
+        frame = quality_speed(results, model)
+        for tune in dict.fromkeys(frame.loc[frame["method"] != "dense", "tune"]):  # w/o tune, then w/ tune
+            rows = frame[frame["tune"] == tune].sort_values([f"{measures[0]}_speedup", quality],
+                                                             ascending=[False, True], kind="stable")
+            rows = pd.concat([frame[frame["method"] == "dense"], rows[rows["method"] != "dense"]])  # dense first: 1x
+            body = []
+            for _, r in rows.iterrows():
+                cells = [_metric_cell(r[quality], None, r[f"{quality}_subsampled"], "ppl", 0)]
+                cells += [Cell(f"{r[f'{m}_speedup']:.2f}×", _interval(r, f"{m}_speedup"), rank=int(r[f"{m}_front"]))
+                          for m in measures]
+                label = method_label(r["method"]) + ("" if r["method"] == "dense" else f" @ {r['ratio']:g}")
+                body.append((label, cells))
+            setting = "w/o tune" if tune == "none" else "w/ tune" if tune == "lora" else f"w/ {tune}"
+            groups.append((f"{model} · {setting}" if len(results.models) > 1 else setting, body))
+    columns = [COLUMN_LABELS[quality], *[f"{measure_label(m).capitalize()} speedup" for m in measures]]
+    notes = [f"Bold: on the Pareto front of {DATASET_LABELS[quality]} perplexity against that speedup within its "
+             "group (the dense model in both): no other model is at least as fast and at least as good, and better "
+             "in one. The dense model first, then fastest first by the first speedup column."]
+    notes += efficiency_notes(results) + perplexity_notes(results, [quality])
+    return Table("Quality against measured speedup (Pareto front in bold)", columns, groups, notes)
 
 
 def reference_table(path: Path = REFERENCE) -> Table:
@@ -355,7 +390,7 @@ def table_names(datasets: list[str], zeroshot: bool, efficiency: bool, dense_ful
     return ["main", *(["paired"] if pruned else []), *(["seeds"] if seeds and pruned else []),
             *(["dense"] if dense_full and datasets else []), *[f"flap_{d}" for d in datasets],
             *(["flap_zeroshot"] if zeroshot else []), *(["cost"] if pruned else []),
-            *(["efficiency"] if efficiency else []), "reference"]
+            *(["efficiency"] if efficiency else []), *(["tradeoff"] if efficiency and datasets else []), "reference"]
 
 
 def build_table(name: str, results: Results | None, reference: str | Path = REFERENCE) -> Table:
@@ -380,6 +415,8 @@ def build_table(name: str, results: Results | None, reference: str | Path = REFE
         return models_table(results, name.removeprefix("flap_"))
     if name == "efficiency":
         return efficiency_table(results)
+    if name == "tradeoff":
+        return tradeoff_table(results)
     raise ValueError(f"unknown table {name!r}")
 
 
