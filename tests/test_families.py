@@ -287,16 +287,22 @@ def test_report_names_each_models_family_bos_and_attention_units():
 
     from prunebench.reporting.protocol import model_notes
 
-    results = fixture_results()  # two tiny LLaMAs, written before families and BOS were recorded
-    assert model_notes(results) == ["Models — tiny-gqa: family not recorded; BOS not recorded | "
-                                    "tiny-mha: family not recorded; BOS not recorded."]
+    results = fixture_results()  # two tiny LLaMAs whose tokenizer adds no BOS
+    methods = "Random, Magnitude-sp (L2), Wanda-sp, LLM-Pruner Element¹, FLAP"
+    recorded = ("LLaMA-1/2/3; BOS none (setting auto; perplexity windows none; zero-shot requests none); "
+                f"attention unit: KV groups ({methods})")
+    assert model_notes(results) == [f"Models — tiny-gqa: {recorded} | tiny-mha: {recorded}."]
+    for m in results.metrics.values():  # results written before families and BOS were recorded
+        m.pop("family"), m.pop("bos")
+    unrecorded = f"family not recorded; BOS not recorded; attention unit: KV groups ({methods})"
+    assert model_notes(results) == [f"Models — tiny-gqa: {unrecorded} | tiny-mha: {unrecorded}."]
     for (model, method, _, _), m in results.metrics.items():
         m["family"] = "Gemma-3 (text)" if model == "tiny-gqa" else "LLaMA-1/2/3"
         m["bos"] = {"setting": "auto", "policy": "every-window", "perplexity": "every-window",
                     "zeroshot": {"add_bos_token": True, "requests": "every-window"}}
-        if m.get("pruning"):
+        if "attention_unit" in ((m.get("pruning") or {}).get("details") or {}):  # width methods only
             m["pruning"]["details"]["attention_unit"] = "query_heads" if method == "flap" else "kv_group"
     gqa = model_notes(results)[0].split(" | ")[0]
     assert gqa == ("Models — tiny-gqa: Gemma-3 (text); BOS every-window (setting auto; perplexity windows "
                    "every-window; zero-shot requests every-window); attention unit: KV groups (Random, "
-                   "Magnitude-sp (L2), Wanda-sp); query heads (FLAP)")
+                   "Magnitude-sp (L2), Wanda-sp, LLM-Pruner Element¹); query heads (FLAP)")
