@@ -415,7 +415,6 @@ def test_every_result_names_its_provenance_and_the_summary_traces_back(finished)
             assert metrics["perplexity"]["wikitext2"]["ppl"] == row.wikitext2
         prov = metrics["provenance"]
         assert prov["config"]["models"] == {"tiny": {**config["models"]["tiny"], "bos": "auto"}}  # schema default
-        assert prov["config_files"]
         assert prov["model_source"] == config["models"]["tiny"]["source"]
         assert prov["dense_model_sha256"]["model.safetensors"] == sha256_file(
             workdir / "resources" / "models" / "tiny" / "model.safetensors")

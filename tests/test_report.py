@@ -636,9 +636,11 @@ def test_rule_budget_sums_the_benchmark_files_per_rule(tmp_path):
 def test_earlier_results_merge_only_what_this_config_does_not_produce_under_its_evaluation(tmp_path):
     from prunebench.reporting.results import earlier_results
 
-    evaluation = {"dtype": "bfloat16", "perplexity": {"max_windows": 64}}
+    evaluation = {"dtype": "bfloat16", "perplexity": {"max_windows": 64, "full_for_dense": False}}
+    dense_full = {**evaluation, "perplexity": {"max_windows": 64, "full_for_dense": True}}  # dense-only: merges
     runs = {"results/m/dense/0": evaluation, "results/m/flap/0.2": evaluation,
-            "results/m/shortgpt/0.2": evaluation, "results/m/shortgpt/0.2/lora": evaluation,
+            "results/m/shortgpt/0.2": evaluation, "results/m/shortgpt/0.2/lora": dense_full,
+            "results/m/wide/0.2": {**evaluation, "perplexity": {"max_windows": 128, "full_for_dense": False}},
             "results/m/old/0.2": {**evaluation, "dtype": "float32"}, "results/other/flap/0.2": evaluation}
     for run, settings in runs.items():
         (tmp_path / run).mkdir(parents=True)

@@ -5,7 +5,8 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import REPO, SNAKEMAKE, TINY_METHODS, run_snakemake
+import yaml
+from conftest import REPO, SNAKEMAKE, TINY_METHODS, run_snakemake, write_config
 
 from prunebench.reporting.results import SUMMARY_COLUMNS
 
@@ -74,3 +75,9 @@ def test_tiny_suite_end_to_end(tiny_run):
     # nothing left to do on a second run
     again = run_snakemake(workdir, config, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # the dense model's full test sets are its own setting: switching them on reruns its evaluation only
+    full = yaml.safe_load(config.read_text())
+    full["evaluation"]["perplexity"]["full_for_dense"] = True
+    plan = run_snakemake(workdir, write_config(workdir / "full.yaml", full), "-n")
+    planned = {line.split()[1].rstrip(":") for line in plan.stdout.splitlines() if line.startswith("rule ")}
+    assert "evaluate_dense" in planned and not planned & {"evaluate", "evaluate_tuned", "prune", "recover"}

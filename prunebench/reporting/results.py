@@ -12,6 +12,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from ..evaluation import model_evaluation
 from ..evaluation.zeroshot import task_config
 from ..io import read_json
 from ..paths import split_run
@@ -103,7 +104,7 @@ def earlier_results(tracked: Iterable[str], models: Iterable[str], evaluation: d
     """The metrics.json files under `root`/results of `models` that the current config does not
     produce (`tracked`: the ones it does), e.g. the extended suite's rows after a default run, which
     the report merges with its own. Only those evaluated under the same `evaluation` settings
-    (windows, documents, dtype, ...) join: numbers from another protocol are listed and left out."""
+    (windows, documents, dtype, ...; not the dense-only `full_for_dense`) join: numbers from another protocol are listed and left out."""
     tracked, merged = {str(Path(p)) for p in tracked}, []
     for model in models:
         for path in sorted(Path(root).glob(f"results/{model}/*/*/metrics.json")) + sorted(
@@ -112,7 +113,7 @@ def earlier_results(tracked: Iterable[str], models: Iterable[str], evaluation: d
             if name in tracked:
                 continue
             recorded = read_json(path)["provenance"]["config"].get("evaluation")
-            if recorded == evaluation:
+            if recorded and model_evaluation(recorded) == model_evaluation(evaluation):
                 merged.append(name)
             else:
                 print(f"{name}: evaluated under other evaluation settings than this run's; not merged")

@@ -21,6 +21,7 @@ from prunebench.config import (
     seed_ratios,
 )
 from prunebench.pruning.checkpoint import content_hash
+from prunebench.evaluation import model_evaluation
 from prunebench.reporting.results import earlier_results
 from prunebench.sources.datasets import CORPORA
 
@@ -111,6 +112,8 @@ def metrics_targets():
 
 # Earlier runs' results this config does not produce, merged into the summary and the reports.
 EARLIER = earlier_results(metrics_targets(), MODELS, config["evaluation"])
+# What every evaluate job receives (the dense one's full test sets are its own parameter).
+MODEL_EVALUATION = model_evaluation(config["evaluation"])
 
 
 def items_of(metrics):

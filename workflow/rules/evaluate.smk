@@ -9,11 +9,10 @@ rule evaluate:
         metrics=f"{paths.RESULT}/{paths.METRICS}",
         per_item=f"{paths.RESULT}/{paths.ITEMS}",
     params:
-        evaluation=config["evaluation"],
+        evaluation=MODEL_EVALUATION,
         bos=model_bos,
         tune="none",
         seed=lambda wc: seed_of(wc.method),
-        config_files=workflow.configfiles,
         device=config["device"],
     threads: THREADS
     resources:
@@ -39,12 +38,11 @@ use rule evaluate as evaluate_dense with:
         metrics=paths.result_dir("{model}", "dense", "0") + f"/{paths.METRICS}",
         per_item=paths.result_dir("{model}", "dense", "0") + f"/{paths.ITEMS}",
     params:
-        evaluation=config["evaluation"],
+        evaluation=MODEL_EVALUATION,
         bos=model_bos,
         tune="none",
         seed=None,
         full_perplexity=config["evaluation"]["perplexity"]["full_for_dense"],
-        config_files=workflow.configfiles,
         device=config["device"],
     priority: 50
     log:

@@ -32,11 +32,10 @@ use rule evaluate as evaluate_tuned with:
         metrics=f"{paths.RESULT}/lora/{paths.METRICS}",
         per_item=f"{paths.RESULT}/lora/{paths.ITEMS}",
     params:
-        evaluation=config["evaluation"],
+        evaluation=MODEL_EVALUATION,
         bos=model_bos,
         tune="lora",
         seed=lambda wc: seed_of(wc.method),
-        config_files=workflow.configfiles,
         device=config["device"],
     log:
         "results/logs/evaluate/{model}/{method}/{ratio}.lora.log",

@@ -59,7 +59,6 @@ write_json(sm.output.metrics, {
     **results,
     "provenance": {
         "config": sm.config,
-        "config_files": sm.params.config_files,
         "checkpoint": str(sm.input.model),
         "checkpoint_sha256": info.get("files") or dense["files"],
         "dense_model_sha256": dense["files"],
