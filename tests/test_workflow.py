@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -75,9 +76,19 @@ def test_tiny_suite_end_to_end(tiny_run):
     # nothing left to do on a second run
     again = run_snakemake(workdir, config, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
-    # the dense model's full test sets are its own setting: switching them on reruns its evaluation only
-    full = yaml.safe_load(config.read_text())
-    full["evaluation"]["perplexity"]["full_for_dense"] = True
-    plan = run_snakemake(workdir, write_config(workdir / "full.yaml", full), "-n")
-    planned = {line.split()[1].rstrip(":") for line in plan.stdout.splitlines() if line.startswith("rule ")}
-    assert "evaluate_dense" in planned and not planned & {"evaluate", "evaluate_tuned", "prune", "recover"}
+    # another config file that adds a method (as config/extended.yaml does) and switches on the dense
+    # model's full test sets (its own setting): only the new rows and the dense evaluation are planned
+    more = yaml.safe_load(config.read_text())
+    more["evaluation"]["perplexity"]["full_for_dense"] = True
+    extended = yaml.safe_load((REPO / "config" / "extended.yaml").read_text())["methods"]["llm-pruner-l2"]
+    more["methods"]["llm-pruner-l2"] = dict(extended, tune=True)
+    plan = run_snakemake(workdir, write_config(workdir / "more.yaml", more), "-n").stdout
+    planned, rule = {}, None  # rule (or checkpoint) -> its planned jobs' first outputs
+    for line in plan.splitlines():
+        if re.fullmatch(r"(local)?(rule|checkpoint) \w+:", line):
+            rule = line.split()[1].rstrip(":")
+        elif line.startswith("    output: "):
+            planned.setdefault(rule, []).append(line.split()[1].rstrip(","))
+    assert len(planned["evaluate_dense"]) == 1
+    for rule in ("prune", "evaluate", "recover", "evaluate_tuned"):
+        assert len(planned[rule]) == 1 and "/llm-pruner-l2/" in planned[rule][0], planned

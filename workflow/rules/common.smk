@@ -120,11 +120,19 @@ def items_of(metrics):
     return [f"{os.path.dirname(m)}/{paths.ITEMS}" for m in metrics]
 
 
+def checkpoint_order(ratio):
+    """Every (run, tune) checkpoint at a ratio in config order, each run's pruned model then its
+    recovered one: an evaluation looks only at the checkpoints before its own, so rows a later
+    config file adds (config/extended.yaml) never put the finished rows' evaluations out of date."""
+    tuned = set(runs(ratio, "lora"))
+    return [(run, tune) for run in runs(ratio, "none") for tune in ("none", "lora") if tune == "none" or run in tuned]
+
+
 def evaluation_inputs(tune):
     """What a pruned or recovered model's evaluation reads: its checkpoint, the dense manifest and
-    the data; or, when the checkpoint of a run before it at the same ratio (every pruned one, then
-    the recovered ones) is bit-identical (content hash), that run's evaluation, which this one then
-    cites instead of repeating it. A recovery that kept no update equals its pruned model."""
+    the data; or, when the checkpoint of a run before it at the same ratio (`checkpoint_order`) is
+    bit-identical (content hash), that run's evaluation, which this one then cites instead of
+    repeating it. A recovery that kept no update equals its pruned model."""
 
     def checkpoint_dir(wc, run, tune):
         made_by = checkpoints.prune if tune == "none" else checkpoints.recover
@@ -133,7 +141,7 @@ def evaluation_inputs(tune):
     def inputs(wc):
         own = {"model": checkpoint_dir(wc, wc.method, tune), "dense": dense_dir(wc), "data": eval_data()}
         mine = content_hash(own["model"])
-        for earlier, earlier_tune in [(run, t) for t in ("none", "lora") for run in runs(wc.ratio, t)]:
+        for earlier, earlier_tune in checkpoint_order(wc.ratio):
             if (earlier, earlier_tune) == (wc.method, tune):
                 return own
             if content_hash(checkpoint_dir(wc, earlier, earlier_tune)) == mine:
