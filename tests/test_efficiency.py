@@ -93,6 +93,7 @@ def test_pair_row_relates_the_model_to_dense_and_the_flop_ideal():
     row = pair_row(result)
     assert row["params_ratio"] == 0.6 and row["flops_ratio"] == 0.5 and row["ideal_speedup"] == 2.0
     assert row["prefill_b8_tokens_per_s"] == 8 * 128 / 0.5 and row["decode_ms_per_token"] == 20.0
+    assert row["prefill_b8_tokens_per_s_dense"] == 8 * 128 / 0.9 and row["decode_ms_per_token_dense"] == 30.0
     assert (row["prefill_b8_speedup"], row["prefill_b8_speedup_low"], row["prefill_b8_speedup_high"]) == (1.8, 1.7, 1.9)
     assert row["prefill_b8_vs_ideal"] == 0.9 and row["decode_vs_ideal"] == 0.75
     assert (row["repeats"], row["wall_s"], row["cpu_s"]) == (7, 12.5, 20.0) and np.isfinite(row["peak_memory_mb"])

@@ -116,17 +116,20 @@ def _size(model, context: int) -> dict[str, int]:
 
 def pair_row(result: dict[str, Any]) -> dict[str, Any]:
     """One efficiency.csv row from a pair's result: the model's own speed (prefill tokens/s, decode
-    ms/token), each speedup with its interval and share of the FLOP-ideal, sizes against dense."""
+    ms/token) and, `..._dense`, the dense model's in the same process (processes differ in speed:
+    only the pair's ratio is comparable), each speedup with its interval and share of the
+    FLOP-ideal, sizes against dense."""
     row = {k: result[k] for k in ("params", "flops_per_token", "peak_memory_mb", "process_baseline_mb", "repeats",
                                   "wall_s", "cpu_s")}
     row["params_ratio"] = result["params"] / result["dense"]["params"]
     row["flops_ratio"] = result["flops_per_token"] / result["dense"]["flops_per_token"]
     row["ideal_speedup"] = 1 / row["flops_ratio"]
     for key, m in result["measures"].items():
-        if key == "decode":
-            row["decode_ms_per_token"] = 1000 * m["model_s"]
-        else:
-            row[f"{key}_tokens_per_s"] = int(key.removeprefix("prefill_b")) * result["prefill_tokens"] / m["model_s"]
+        for model, seconds in (("", m["model_s"]), ("_dense", m["dense_s"])):
+            if key == "decode":
+                row[f"decode_ms_per_token{model}"] = 1000 * seconds
+            else:
+                row[f"{key}_tokens_per_s{model}"] = int(key.removeprefix("prefill_b")) * result["prefill_tokens"] / seconds
         row[f"{key}_speedup"], row[f"{key}_speedup_low"], row[f"{key}_speedup_high"] = m["speedup"], m["low"], m["high"]
         row[f"{key}_vs_ideal"] = m["speedup"] / row["ideal_speedup"]
     return row

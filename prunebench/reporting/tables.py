@@ -306,7 +306,17 @@ def _interval(row: pd.Series, speedup: str) -> str:
 
 def _speed_cell(row: pd.Series, value: str, speedup: str, fmt: str) -> Cell:
     share = row[speedup.replace("_speedup", "_vs_ideal")]
-    return Cell(fmt.format(row[value]), f"({row[speedup]:.2f}× {_interval(row, speedup)}, {share:.0%} of ideal)")
+    return Cell(fmt.format(row[value]), f"(dense {fmt.format(row[f'{value}_dense'])}; {row[speedup]:.2f}× "
+                                        f"{_interval(row, speedup)}, {share:.0%} of ideal)")
+
+
+def _rate_note(eff: pd.DataFrame, batch: int) -> str:
+    """Why a rate is shown beside the dense model's own rate in the same process."""
+    dense = eff[f"prefill_b{batch}_tokens_per_s_dense"]
+    return (f"Rates (tok/s, ms/token) are medians over the repeats in each pair's own process, beside the dense "
+            f"model's in that same process: separate processes run at different speeds (here the dense model's "
+            f"prefill at batch {batch} ran at {dense.min():,.0f}–{dense.max():,.0f} tok/s across the pairs), so "
+            "compare models by their paired speedups, not by rates from different rows.")
 
 
 def efficiency_table(results: Results) -> Table:
@@ -329,7 +339,8 @@ def efficiency_table(results: Results) -> Table:
         groups.append((group, body))
     columns = ["Params", "FLOPs/token", "FLOP-ideal speedup", *[f"Prefill b{b} (tok/s)" for b in prefill],
                "Decode (ms/token)", "Peak memory (MB)"]
-    return Table("Efficiency against the dense model and the FLOP-ideal", columns, groups, efficiency_notes(results))
+    notes = efficiency_notes(results) + ([_rate_note(eff, prefill[0])] if prefill else [])
+    return Table("Efficiency against the dense model and the FLOP-ideal", columns, groups, notes)
 
 
 def tradeoff_table(results: Results) -> Table:
