@@ -13,6 +13,7 @@ from .calibration import CalibrationSpec
 from .evaluation.zeroshot import available_tasks, check_limits, task_config
 from .pruning import check_params, check_ratio
 from .sources.datasets import CORPORA, PERPLEXITY, DataError, alpaca_examples, verify_dataset
+from .paths import run_name
 from .sources.models import check_source
 
 __all__ = ["ConfigError", "check_config", "check_unique_keys", "schema_problem", "datasets_needed",
@@ -81,6 +82,27 @@ def method_seeds(config: dict[str, Any], name: str) -> list[int]:
 def seed_ratios(config: dict[str, Any]) -> list[str]:
     """The ratio labels at which methods prune their seeds after the first (w/o tune)."""
     return [ratio_label(r) for r in config.get("seed_ratios") or config["ratios"]]
+
+
+def runs_at(config: dict[str, Any], ratio: str, tune: str = "none") -> list[str]:
+    """The runs evaluated at a ratio label, in config order: each method's main seed, its further
+    seeds (w/o tune, at the seed ratios), only methods with recovery for tune "lora"."""
+    out = []
+    for name, method in config["methods"].items():
+        if tune == "none" or method.get("tune", True):
+            out.append(name)
+        if tune == "none" and ratio in seed_ratios(config):
+            out += [run_name(name, s) for s in method_seeds(config, name)[1:]]
+    return out
+
+
+def checkpoint_order(config: dict[str, Any], ratio: str) -> list[tuple[str, str]]:
+    """Every (run, tune) checkpoint at a ratio label in config order, each run's pruned model then
+    its recovered one. An evaluation looks for a bit-identical twin only among the checkpoints
+    before its own, so rows a later config file adds (config/extended.yaml) never put the finished
+    rows' evaluations out of date."""
+    tuned = set(runs_at(config, ratio, "lora"))
+    return [(run, tune) for run in runs_at(config, ratio) for tune in ("none", "lora") if tune == "none" or run in tuned]
 
 
 def task_dataset(task: str) -> str:

@@ -78,6 +78,7 @@ def test_tiny_suite_end_to_end(tiny_run):
     assert "Nothing to be done" in again.stdout + again.stderr
     # another config file that adds a method (as config/extended.yaml does) and switches on the dense
     # model's full test sets (its own setting): only the new rows and the dense evaluation are planned
+    # (the tiny recovery keeps no update, so the candidates' order is the next test's)
     more = yaml.safe_load(config.read_text())
     more["evaluation"]["perplexity"]["full_for_dense"] = True
     extended = yaml.safe_load((REPO / "config" / "extended.yaml").read_text())["methods"]["llm-pruner-l2"]
@@ -92,3 +93,20 @@ def test_tiny_suite_end_to_end(tiny_run):
     assert len(planned["evaluate_dense"]) == 1
     for rule in ("prune", "evaluate", "recover", "evaluate_tuned"):
         assert len(planned[rule]) == 1 and "/llm-pruner-l2/" in planned[rule][0], planned
+
+
+def test_rows_a_later_config_file_adds_leave_the_finished_evaluations_inputs_alone():
+    """An evaluation's inputs are its checkpoint and those before it that it may share an evaluation
+    with (`checkpoint_order`): adding config/extended.yaml's rows must change them for no default run,
+    and every default checkpoint is still a candidate for the runs after it."""
+    from prunebench.config import checkpoint_order
+
+    default = yaml.safe_load((REPO / "config" / "default.yaml").read_text())
+    extended = yaml.safe_load((REPO / "config" / "extended.yaml").read_text())
+    both = {**default, "methods": {**default["methods"], **extended["methods"]}}
+    for ratio, count in (("0.2", 17), ("0.5", 14)):  # 7 methods w/o and w/ tune, 3 second seeds at 0.2
+        before, after = checkpoint_order(default, ratio), checkpoint_order(both, ratio)
+        assert len(before) == count and len(set(before)) == count
+        assert after[:count] == before  # each default run's candidates: the same checkpoints
+        assert {run for run, _ in after[count:]} == set(extended["methods"])
+    assert checkpoint_order(default, "0.2")[:3] == [("flap", "none"), ("flap", "lora"), ("flap@seed1", "none")]

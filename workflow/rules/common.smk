@@ -13,15 +13,16 @@ from prunebench.config import (
     calibration_of,
     check_config,
     check_unique_keys,
+    checkpoint_order,
     evaluation_datasets,
     method_params,
     method_seeds,
     ratio_label,
+    runs_at,
     schema_problem,
-    seed_ratios,
 )
-from prunebench.pruning.checkpoint import content_hash
 from prunebench.evaluation import model_evaluation
+from prunebench.pruning.checkpoint import content_hash
 from prunebench.reporting.results import earlier_results
 from prunebench.sources.datasets import CORPORA
 
@@ -43,7 +44,6 @@ except ConfigError as err:
 MODELS = list(config["models"])
 METHODS = config["methods"]
 RATIOS = [ratio_label(r) for r in config["ratios"]]
-SEED_RATIOS = seed_ratios(config)
 THREADS = config["threads"]
 
 
@@ -73,18 +73,6 @@ def method_calibration_dir(model, run):
     return paths.calibration_dir(model, calibration_of(method_of(run), seed_of(run)).id)
 
 
-def runs(ratio, tune="none"):
-    """The runs evaluated at a ratio, in config order: each method's main seed, its further seeds
-    (w/o tune, at the seed ratios), only methods with recovery for tune "lora"."""
-    out = []
-    for name, method in METHODS.items():
-        if tune == "none" or method.get("tune", True):
-            out.append(name)
-        if tune == "none" and ratio in SEED_RATIOS:
-            out += [paths.run_name(name, s) for s in method_seeds(config, name)[1:]]
-    return out
-
-
 def eval_data():
     """The data folders the evaluation reads."""
     return [paths.data_dir(n) for n in sorted(evaluation_datasets(config["evaluation"]))]
@@ -106,7 +94,7 @@ def metrics_targets():
     for model in MODELS:
         for ratio in RATIOS:
             out += [f"{paths.result_dir(model, run, ratio, tune)}/{paths.METRICS}"
-                    for tune in ("none", "lora") for run in runs(ratio, tune)]
+                    for tune in ("none", "lora") for run in runs_at(config, ratio, tune)]
     return out
 
 
@@ -120,17 +108,10 @@ def items_of(metrics):
     return [f"{os.path.dirname(m)}/{paths.ITEMS}" for m in metrics]
 
 
-def checkpoint_order(ratio):
-    """Every (run, tune) checkpoint at a ratio in config order, each run's pruned model then its
-    recovered one: an evaluation looks only at the checkpoints before its own, so rows a later
-    config file adds (config/extended.yaml) never put the finished rows' evaluations out of date."""
-    tuned = set(runs(ratio, "lora"))
-    return [(run, tune) for run in runs(ratio, "none") for tune in ("none", "lora") if tune == "none" or run in tuned]
-
-
 def evaluation_inputs(tune):
     """What a pruned or recovered model's evaluation reads: its checkpoint, the dense manifest and
-    the data; or, when the checkpoint of a run before it at the same ratio (`checkpoint_order`) is
+    the data; or, when the checkpoint of a run before it at the same ratio (prunebench.config's
+    `checkpoint_order`) is
     bit-identical (content hash), that run's evaluation, which this one then cites instead of
     repeating it. A recovery that kept no update equals its pruned model."""
 
@@ -141,7 +122,7 @@ def evaluation_inputs(tune):
     def inputs(wc):
         own = {"model": checkpoint_dir(wc, wc.method, tune), "dense": dense_dir(wc), "data": eval_data()}
         mine = content_hash(own["model"])
-        for earlier, earlier_tune in checkpoint_order(wc.ratio):
+        for earlier, earlier_tune in checkpoint_order(config, wc.ratio):
             if (earlier, earlier_tune) == (wc.method, tune):
                 return own
             if content_hash(checkpoint_dir(wc, earlier, earlier_tune)) == mine:
