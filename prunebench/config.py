@@ -11,9 +11,9 @@ from methods import method_module
 
 from .calibration import CalibrationSpec
 from .evaluation.zeroshot import available_tasks, check_limits, task_config
+from .paths import run_name
 from .pruning import check_params, check_ratio
 from .sources.datasets import CORPORA, PERPLEXITY, DataError, alpaca_examples, verify_dataset
-from .paths import run_name
 from .sources.models import check_source
 
 __all__ = ["ConfigError", "check_config", "check_unique_keys", "schema_problem", "datasets_needed",
@@ -87,11 +87,11 @@ def seed_ratios(config: dict[str, Any]) -> list[str]:
 def runs_at(config: dict[str, Any], ratio: str, tune: str = "none") -> list[str]:
     """The runs evaluated at a ratio label, in config order: each method's main seed, its further
     seeds (w/o tune, at the seed ratios), only methods with recovery for tune "lora"."""
-    out = []
+    out, seeded = [], tune == "none" and ratio in seed_ratios(config)
     for name, method in config["methods"].items():
         if tune == "none" or method.get("tune", True):
             out.append(name)
-        if tune == "none" and ratio in seed_ratios(config):
+        if seeded:
             out += [run_name(name, s) for s in method_seeds(config, name)[1:]]
     return out
 

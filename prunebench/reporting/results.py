@@ -104,7 +104,8 @@ def earlier_results(tracked: Iterable[str], models: Iterable[str], evaluation: d
     """The metrics.json files under `root`/results of `models` that the current config does not
     produce (`tracked`: the ones it does), e.g. the extended suite's rows after a default run, which
     the report merges with its own. Only those evaluated under the same `evaluation` settings
-    (windows, documents, dtype, ...; not the dense-only `full_for_dense`) join: numbers from another protocol are listed and left out."""
+    (windows, documents, dtype, ...; `model_evaluation`: not the dense-only `full_for_dense`) join:
+    numbers from another protocol are listed and left out."""
     tracked, merged = {str(Path(p)) for p in tracked}, []
     for model in models:
         for path in sorted(Path(root).glob(f"results/{model}/*/*/metrics.json")) + sorted(

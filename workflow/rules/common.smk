@@ -110,8 +110,7 @@ def items_of(metrics):
 
 def evaluation_inputs(tune):
     """What a pruned or recovered model's evaluation reads: its checkpoint, the dense manifest and
-    the data; or, when the checkpoint of a run before it at the same ratio (prunebench.config's
-    `checkpoint_order`) is
+    the data; or, when the checkpoint of a run before it at the same ratio (`checkpoint_order`) is
     bit-identical (content hash), that run's evaluation, which this one then cites instead of
     repeating it. A recovery that kept no update equals its pruned model."""
 
