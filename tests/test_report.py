@@ -327,8 +327,9 @@ def test_tradeoff_figure_draws_every_model_and_the_front(results):
 
 
 def with_full_dense(results: Results) -> Results:
-    """The fixture with its dense models' perplexity also measured on the full test sets (the
-    default config's `full_for_dense`), built as the evaluation writes it: the subsample plus "full"."""
+    """The fixture with its dense models' perplexity also measured on the full test sets and BoolQ
+    on all its documents (the `full_for_dense` switches), built as the evaluation writes it: the
+    subsample plus "full"."""
     metrics = copy.deepcopy(results.metrics)
     rows = []
     for _, row in results.summary.iterrows():
@@ -336,6 +337,7 @@ def with_full_dense(results: Results) -> Results:
         if row["method"] == "dense":
             for name, r in m["perplexity"].items():
                 r["full"] = dict(r, ppl=2 * r["ppl"], windows=r["windows_total"])
+            m["zeroshot"]["boolq"]["full"] = {"value": 0.6, "stderr": 0.0086, "docs": 3270}
         rows.append(summary_row(m))
     summary = pd.DataFrame(rows).merge(results.summary[[c for c in results.summary if c.endswith("_subsampled")]
                                                       + ["model", "method", "ratio", "tune", "average_stderr"]])
@@ -349,8 +351,9 @@ def test_dense_table_shows_the_full_test_sets_beside_the_subsample(results):
     assert full.summary.loc[full.summary["method"] != "dense", "wikitext2_full"].isna().all()
     md = render(build_table("dense", full), "md")
     row = next(line for line in md.splitlines() if "| tiny-gqa |" in line)
-    assert f"| {dense['wikitext2_full']:.2f} | {dense['ptb_full']:.2f} | {dense['wikitext2']:.2f}{DAGGER} |" in row
-    assert f"{100 * dense['boolq']:.2f}{DAGGER}" in row
+    assert f"| {dense['wikitext2_full']:.2f} | {dense['wikitext2']:.2f}{DAGGER} | {dense['ptb_full']:.2f} |" in row
+    # BoolQ on all 3270 documents beside the fixture's 3; PIQA only on its subsample
+    assert f"| 60.00 ±0.9 | {100 * dense['boolq']:.2f}{DAGGER}" in row and "BoolQ full | BoolQ subsample | PIQA |" in md
     assert "full: all 4765 windows; subsample: 4 evenly spaced windows" in md
     assert "## The dense model under the papers' protocol" in readme(full, {"main": "M", "dense": md}, [])
 
@@ -358,7 +361,7 @@ def test_dense_table_shows_the_full_test_sets_beside_the_subsample(results):
 def test_protocol_is_stated_under_each_table(results):
     notes = " ".join(build_table("main", results).notes)
     assert "4 of 4765 windows" in notes  # the fixture's max_windows against WikiText-2's windows at seqlen 64
-    assert "HellaSwag acc_norm (3 of 10042 documents†)" in notes and "BOS token not added" in notes
+    assert "HellaSwag acc_norm (3 of 10042 documents†; chance 25 %)" in notes and "BOS token not added" in notes
     assert "FLAP: C4-en train, first 1000 documents of shard 00000, 8x32 tokens, seed 0; paper: WIFV" in notes
     assert "Random: no calibration data" in notes
     assert "wikitext2/wiki.test.raw 173c87a53759" in notes
@@ -641,8 +644,10 @@ def test_rule_budget_sums_the_benchmark_files_per_rule(tmp_path):
 def test_earlier_results_merge_only_what_this_config_does_not_produce_under_its_evaluation(tmp_path):
     from prunebench.reporting.results import earlier_results
 
-    evaluation = {"dtype": "bfloat16", "perplexity": {"max_windows": 64, "full_for_dense": False}}
-    dense_full = {**evaluation, "perplexity": {"max_windows": 64, "full_for_dense": True}}  # dense-only: merges
+    evaluation = {"dtype": "bfloat16", "perplexity": {"max_windows": 64, "full_for_dense": False},
+                  "zeroshot": {"limit": 96, "full_for_dense": False}}
+    dense_full = {**evaluation, "perplexity": {"max_windows": 64, "full_for_dense": True},  # dense-only: merges
+                  "zeroshot": {"limit": 96, "full_for_dense": True}}
     runs = {"results/m/dense/0": evaluation, "results/m/flap/0.2": evaluation,
             "results/m/shortgpt/0.2": evaluation, "results/m/shortgpt/0.2/lora": dense_full,
             "results/m/wide/0.2": {**evaluation, "perplexity": {"max_windows": 128, "full_for_dense": False}},
@@ -653,3 +658,42 @@ def test_earlier_results_merge_only_what_this_config_does_not_produce_under_its_
     tracked = ["results/m/dense/0/metrics.json", "results/m/flap/0.2/metrics.json"]
     assert earlier_results(tracked, ["m"], evaluation, tmp_path) == [
         "results/m/shortgpt/0.2/metrics.json", "results/m/shortgpt/0.2/lora/metrics.json"]
+
+
+def test_a_multi_seed_rows_claim_needs_every_seeds_own_interval():
+    """Two calibration seeds 0.2 and 0.0 nats better than dense per window (plus noise): their mean
+    (0.1) alone would be a clear claim; seed 1's own interval includes zero, so the row's interval
+    does too. With seeds 0.2 and 0.1 better, every seed supports it and the claim stands."""
+    from prunebench.reporting.comparisons import compare
+
+    rng = np.random.default_rng(0)
+    index = pd.MultiIndex.from_arrays([["perplexity"] * 200, ["wikitext2"] * 200, range(200)],
+                                      names=["kind", "set", "item"])
+    dense = pd.Series(rng.normal(3.0, 0.5, 200), index=index)
+
+    def intervals(gains):
+        runs = pd.DataFrame({("m", "dense", 0.0, "none", 0): dense,
+                             **{("m", "flap", 0.2, "none", i): dense - g + rng.normal(0, 0.01, 200)
+                                for i, g in enumerate(gains)}})
+        summary = pd.DataFrame({"model": ["m", "m"], "method": ["dense", "flap"], "ratio": [0.0, 0.2],
+                                "tune": ["none", "none"], "wikitext2": [20.0, 18.0]})
+        row = compare(summary, runs, ["wikitext2"]).query("reference == 'dense'").iloc[0]
+        return row["diff"], row["low"], row["high"]
+
+    diff, low, high = intervals([0.2, 0.0])
+    assert diff == pytest.approx(-0.1, abs=0.005) and low < -0.19 and high > 0  # seed 1 gains nothing
+    diff, low, high = intervals([0.2, 0.1])
+    assert diff == pytest.approx(-0.15, abs=0.005) and low < -0.19 and -0.11 < high < 0
+
+
+def test_tasks_the_dense_model_scores_at_chance_are_named_as_unable_to_rank():
+    """BoolQ 52 ± 5 % holds 50 % within 1.96 stderr; ARC-c 31 ± 2.9 % does not hold 25.02 % (6.0
+    points > 5.7); PIQA 64 ± 3 % is far from 50 %."""
+    from prunebench.reporting.narrative import _chance_sentence
+
+    dense = pd.Series({"boolq": 0.52, "boolq_stderr": 0.05, "arc_c": 0.31, "arc_c_stderr": 0.029,
+                       "piqa": 0.64, "piqa_stderr": 0.03})
+    assert _chance_sentence(dense) == ("The dense model's BoolQ (52.0 ± 5.0 %, chance 50 %) is within the 95 % "
+                                       "interval of guessing: that task cannot rank methods for this model.")
+    assert _chance_sentence(dense.drop(["boolq", "boolq_stderr"])) == ""
+    assert "ARC-c" in _chance_sentence(dense.replace({0.029: 0.031}))

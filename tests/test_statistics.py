@@ -95,3 +95,32 @@ def test_coverage_on_zero_shot_like_documents_stratified_by_task():
         return a.astype(float), b.astype(float), strata
 
     assert 0.93 <= coverage(simulate, float(np.mean(rates_a - rates_b))) <= 0.97
+
+
+def test_documents_go_where_they_buy_the_most_precision_per_cpu_second():
+    """n_t ∝ s_t/√c_t for the budget Σ c_t n_t, by hand: equal spreads, PIQA a quarter of BoolQ's
+    cost gets twice its documents; a floor fixes one task and gives the rest to the other; a task
+    runs out of documents (OBQA has 500) and the rest goes elsewhere; a budget below the floors is
+    refused with what the floors cost."""
+    from prunebench.evaluation.allocation import allocate_documents, average_halfwidth
+
+    spread, cost = {"boolq": 0.5, "piqa": 0.5}, {"boolq": 1.0, "piqa": 0.25}
+    assert allocate_documents(spread, cost, 300, 10) == {"boolq": 200, "piqa": 400}
+    assert allocate_documents(spread, cost, 330, 250) == {"boolq": 250, "piqa": 320}
+    with pytest.raises(ValueError, match="budget of 300 CPU-s cannot give every task 250 documents \\(312 CPU-s\\)"):
+        allocate_documents(spread, cost, 300, 250)
+    assert allocate_documents({"openbookqa": 0.5, "boolq": 0.5}, {"openbookqa": 0.01, "boolq": 1.0}, 1000, 10) == \
+        {"openbookqa": 500, "boolq": 995}
+    # seven tasks, spread 0.6, 96 documents each: 1.96 * sqrt(7 * 0.36 / 96) / 7
+    assert average_halfwidth(dict.fromkeys("abcdefg", 0.6), dict.fromkeys("abcdefg", 96)) == pytest.approx(0.045365, abs=1e-6)
+
+
+def test_paired_spread_pools_the_per_document_differences():
+    from prunebench.evaluation.allocation import paired_spread
+    from prunebench.evaluation.items import items_frame
+
+    a = items_frame("zeroshot", "piqa", range(4), [1.0, 1.0, 0.0, 0.0])
+    b = items_frame("zeroshot", "piqa", range(4), [1.0, 0.0, 1.0, 0.0])
+    c = items_frame("zeroshot", "piqa", range(4), [1.0, 1.0, 1.0, 1.0])
+    # differences 0, 1, -1, 0 and 0, -1, 0, -1: mean -1/4, sum of squared deviations 3.5, sd sqrt(3.5/7)
+    assert paired_spread([(a, b), (b, c)]) == {"piqa": pytest.approx(0.5 ** 0.5)}

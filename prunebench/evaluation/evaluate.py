@@ -20,10 +20,12 @@ __all__ = ["evaluate", "zeroshot_average"]
 
 
 def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopwatch | None = None,
-             full_perplexity: bool = False, bos: str = "auto") -> tuple[dict[str, Any], list[pd.DataFrame]]:
+             full_perplexity: bool = False, full_zeroshot: bool = False,
+             bos: str = "auto") -> tuple[dict[str, Any], list[pd.DataFrame]]:
     """Run the configured evaluation; `settings` is the config's `evaluation` section, `bos` the
-    model's BOS policy (prunebench.sources.bos). With `full_perplexity` (the dense model), perplexity
-    also on every window of each test set. Returns the metrics and the per-item tables (`items`).
+    model's BOS policy (prunebench.sources.bos). With `full_perplexity` / `full_zeroshot` (the dense
+    model), perplexity also on every window of each test set / zero-shot on every document of each
+    task, under "full" beside the subsample. Returns the metrics and the per-item tables (`items`).
     The model is cast to the evaluation's dtype first, the same for every model compared."""
     watch = watch or Stopwatch()
     ppl_cfg, zs_cfg = settings["perplexity"], settings["zeroshot"]
@@ -51,8 +53,15 @@ def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopw
         with watch("zeroshot"):
             out["zeroshot"] = evaluate_zeroshot(model, tokenizer, zs_cfg["tasks"], data_root,
                                                 limit=zs_cfg.get("limit"), seed=zs_cfg["seed"],
-                                                batch_size=zs_cfg["batch_size"], bos=policy)
+                                                batch_size=zs_cfg["batch_size"], bos=policy,
+                                                scorer=zs_cfg["scorer"])
         items += [r.pop("items") for r in out["zeroshot"].values()]
+        if full_zeroshot:
+            with watch("zeroshot_full"):
+                full = evaluate_zeroshot(model, tokenizer, zs_cfg["tasks"], data_root, seed=zs_cfg["seed"],
+                                         batch_size=zs_cfg["batch_size"], bos=policy, scorer=zs_cfg["scorer"])
+            for task, r in full.items():
+                out["zeroshot"][task]["full"] = {k: r[k] for k in ("value", "stderr", "docs")}
         out["deviations"] += [f"{t} zero-shot on {r['docs']} of {r['docs_total']} documents (seeded random subset)"
                               for t, r in out["zeroshot"].items() if r["docs"] < r["docs_total"]]
         out["average"] = zeroshot_average(out["zeroshot"])

@@ -2,8 +2,8 @@
 
 Each YAML is an ordinary lm-eval task config reading a file of `resources/data/` (its
 `data_files` are relative to the data folder and resolved here). Its `metadata` says which
-metric the papers report (`report`) and how many documents the split has (`docs`); nothing
-here special-cases a task. Every document's outcome comes from lm-eval's own sample log.
+metric the papers report (`report`), how many documents the split has (`docs`) and what guessing
+scores (`chance`: the mean of 1 / choices over the split); nothing here special-cases a task. Every document's outcome comes from lm-eval's own sample log.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import copy
 import logging
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -77,11 +77,18 @@ def _sample_indices(size: int, n: int | None, seed: int) -> list[int]:
     return list(range(size)) if n is None else sorted(random.Random(seed).sample(range(size), n))
 
 
-def harness(model, tokenizer, batch_size: int, bos: str):
+Scorer = Literal["shared-context", "lm-eval"]
+
+
+def harness(model, tokenizer, batch_size: int, bos: str, scorer: Scorer = "shared-context"):
     """lm-eval's HF model under the BOS policy `bos`: every request begins with BOS under
     every-window (lm-eval's `add_bos_token`, on a tokenizer copy that adds it if this one does not);
-    no request does under text-start (as in the papers' lm-eval 0.3) and none."""
+    no request does under text-start (as in the papers' lm-eval 0.3) and none. `scorer` picks
+    lm-eval's own log-likelihood loop or the shared-context one (`scorer`: the same numbers, each
+    context run once and the head only where a log-likelihood is read)."""
     from lm_eval.models.huggingface import HFLM
+
+    from .scorer import SharedContextLM
 
     add = resolve_bos(bos, tokenizer) == "every-window"
     if add and not adds_bos(tokenizer):
@@ -89,8 +96,9 @@ def harness(model, tokenizer, batch_size: int, bos: str):
         tokenizer.add_bos_token = True
     # log-softmax in float32 whatever the model's dtype: a bfloat16 model's log-probabilities
     # would otherwise be rounded to 3 significant digits before choices are compared
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add,
-                softmax_dtype=torch.float32)
+    lm_class = SharedContextLM if scorer == "shared-context" else HFLM
+    return lm_class(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add,
+                    softmax_dtype=torch.float32)
 
 
 def harness_bos(lm) -> dict[str, Any]:
@@ -103,7 +111,7 @@ def harness_bos(lm) -> dict[str, Any]:
 @torch.inference_mode()
 def evaluate_zeroshot(model, tokenizer, tasks: list[str], data_root: str | Path, *,
                       limit: int | dict[str, int | None] | None = None, seed: int = 0,
-                      batch_size: int = 16, bos: str = "auto") -> dict[str, Any]:
+                      batch_size: int = 16, bos: str = "auto", scorer: Scorer = "shared-context") -> dict[str, Any]:
     """Score each task zero-shot under the BOS policy `bos`; returns per task the reported
     metric, its stderr, all metrics, the harness's BOS setting read back (`harness_bos`) and,
     under "items", every document's outcome (see `items`)."""
@@ -113,7 +121,7 @@ def evaluate_zeroshot(model, tokenizer, tasks: list[str], data_root: str | Path,
     objs = build_tasks(tasks, data_root)
     samples = {objs[t].config.task: _sample_indices(task_config(t)["metadata"]["docs"], limits[t], seed)
                for t in tasks}
-    lm = harness(model, tokenizer, batch_size, bos)
+    lm = harness(model, tokenizer, batch_size, bos, scorer)
     lm_bos = harness_bos(lm)
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
     out = lm_eval.simple_evaluate(model=lm, tasks=list(objs.values()), num_fewshot=0, samples=samples,
@@ -130,6 +138,7 @@ def evaluate_zeroshot(model, tokenizer, tasks: list[str], data_root: str | Path,
             "stderr": raw.get(f"{metric}_stderr,none"),
             "docs": len(samples[cfg["task"]]),
             "docs_total": cfg["metadata"]["docs"],
+            "chance": cfg["metadata"]["chance"],
             "all": {k.split(",")[0]: v for k, v in raw.items() if k.endswith(",none")},
             "bos": lm_bos,
             "items": _items(task, objs[task], out["samples"][cfg["task"]], metric),

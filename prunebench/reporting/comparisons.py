@@ -4,12 +4,15 @@ ratio and tune) and, recovered, against the same method without recovery; each d
 its paired bootstrap interval (prunebench.reporting.statistics).
 
 A row evaluated with several calibration seeds is compared by its items' mean over the seeds, the
-same mean its table entry shows. Perplexity columns compare the mean log-perplexity (window NLL):
+same mean its table entry shows, and its calibration spread is included this way: its interval
+spans that of the seed mean and every seed's own, so a difference is claimed (the interval
+excludes zero) only where every seed's own paired interval supports it. Perplexity columns compare the mean log-perplexity (window NLL):
 `diff` is the log of the perplexity ratio. Accuracy columns compare the fraction correct; the
 Average resamples documents within each task and takes the unweighted task mean.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Iterable
 
@@ -22,19 +25,23 @@ from ..paths import ITEMS
 from .results import PPL_COLUMNS, row_key
 from .statistics import paired_bootstrap
 
-__all__ = ["COMPARISON_COLUMNS", "TASK_OF_COLUMN", "row_items", "selection", "compare"]
+__all__ = ["COMPARISON_COLUMNS", "TASK_OF_COLUMN", "run_items", "row_items", "selection", "compare"]
 
 COMPARISON_COLUMNS = ["model", "method", "ratio", "tune", "column", "reference", "reference_method",
                       "reference_tune", "diff", "low", "high", "items"]
 TASK_OF_COLUMN = {task_config(t)["metadata"]["column"]: t for t in available_tasks()}
 
 
-def row_items(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
-    """The items beside each metrics.json, one column per row (model, method, ratio, tune) indexed
-    by item: the mean over the row's runs (its seeds); NaN where a row has no such item."""
-    runs = {(i, *row_key(read_json(path))): read_items(Path(path).with_name(ITEMS)).set_index(KEY)["value"]
-            for i, path in enumerate(metrics_paths)}
-    return pd.DataFrame(runs).T.groupby(level=[1, 2, 3, 4], sort=False).mean().T
+def run_items(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
+    """The items beside each metrics.json, one column per run (model, method, ratio, tune, i) indexed
+    by item; NaN where a run has no such item."""
+    return pd.DataFrame({(*row_key(read_json(path)), i): read_items(Path(path).with_name(ITEMS)).set_index(KEY)["value"]
+                         for i, path in enumerate(metrics_paths)})
+
+
+def row_items(runs: pd.DataFrame) -> pd.DataFrame:
+    """`run_items` as one column per row (model, method, ratio, tune): the mean over its runs (seeds)."""
+    return runs.T.groupby(level=[0, 1, 2, 3], sort=False).mean().T
 
 
 def selection(index: pd.MultiIndex, column: str) -> tuple[pd.Series, pd.Series | None]:
@@ -47,19 +54,30 @@ def selection(index: pd.MultiIndex, column: str) -> tuple[pd.Series, pd.Series |
     return (kind == "zeroshot") & (name == TASK_OF_COLUMN[column]), None
 
 
-def _difference(wide: pd.DataFrame, key: tuple, reference: tuple, column: str):
-    selected, strata = selection(wide.index, column)
-    a, b = wide[key], wide[reference]
+def _difference(a: pd.Series, b: pd.Series, column: str):
+    """The paired interval of `a` - `b` on the items `column` rests on (None: no common item)."""
+    selected, strata = selection(a.index, column)
     both = selected & a.notna().to_numpy() & b.notna().to_numpy()
     if not both.any():
         return None
     return paired_bootstrap(a[both].to_numpy(), b[both].to_numpy(), None if strata is None else strata[both].to_numpy())
 
 
-def compare(summary: pd.DataFrame, wide: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def _with_seeds(interval, runs: pd.DataFrame, key: tuple, reference: pd.Series, column: str):
+    """`interval` widened to span every seed's own interval against `reference` (one seed: as it is)."""
+    seeds = [c for c in runs.columns if c[:4] == key]
+    if len(seeds) < 2:
+        return interval
+    own = [_difference(runs[c], reference, column) for c in seeds]
+    return dataclasses.replace(interval, low=min(interval.low, *(i.low for i in own)),
+                               high=max(interval.high, *(i.high for i in own)))
+
+
+def compare(summary: pd.DataFrame, runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Every row's differences to dense, to its group's best and (recovered) to its untuned self,
-    for each of `columns`; `wide` is `row_items` of the summary's rows."""
+    for each of `columns`; `runs` is `run_items` of the summary's runs."""
     out = []
+    wide = row_items(runs)
     keys = {row_key(r) for _, r in summary.iterrows()}
     pruned = summary[summary["method"] != "dense"]
     for (model, ratio, tune), group in pruned.groupby(["model", "ratio", "tune"], sort=False):
@@ -72,8 +90,9 @@ def compare(summary: pd.DataFrame, wide: pd.DataFrame, columns: list[str]) -> pd
                     if reference not in keys or (name != "dense" and reference == row_key(row)) \
                             or (name == "untuned" and tune == "none"):
                         continue
-                    interval = _difference(wide, row_key(row), reference, column)
+                    interval = _difference(wide[row_key(row)], wide[reference], column)
                     if interval is not None:
+                        interval = _with_seeds(interval, runs, row_key(row), wide[reference], column)
                         out.append((model, row["method"], ratio, tune, column, name, reference[1], reference[3],
                                     interval.diff, interval.low, interval.high, interval.items))
     return pd.DataFrame(out, columns=COMPARISON_COLUMNS)

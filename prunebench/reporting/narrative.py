@@ -12,7 +12,8 @@ import math
 import pandas as pd
 
 from .protocol import DAGGER
-from .results import DATASET_LABELS, PPL_COLUMNS, Results, method_label, setting_label
+from ..evaluation.zeroshot import available_tasks, task_config
+from .results import COLUMN_LABELS, DATASET_LABELS, PPL_COLUMNS, Results, method_label, setting_label
 from .tradeoff import measure_label, quality_column, quality_speed, speed_measures
 
 __all__ = ["what_we_see"]
@@ -210,6 +211,22 @@ def _structure_sentence(results: Results, model: str, rows: pd.DataFrame) -> str
             + (f", while {', '.join(uniform)} prune every layer alike" if uniform else "") + ".")
 
 
+def _chance_sentence(dense: pd.Series) -> str:
+    """The tasks whose dense score is within its 95 % interval of guessing: on them no pruned model
+    can be told apart from a model that guesses, so they cannot rank methods for this model."""
+    near = []
+    for meta in (task_config(t)["metadata"] for t in available_tasks()):
+        value, stderr = dense.get(meta["column"]), dense.get(f"{meta['column']}_stderr")
+        if value is not None and not pd.isna(value) and not pd.isna(stderr) \
+                and abs(value - meta["chance"]) <= 1.96 * stderr:
+            near.append(f"{COLUMN_LABELS[meta['column']]} ({100 * value:.1f} ± {100 * stderr:.1f} %, chance "
+                        f"{100 * meta['chance']:.0f} %)")
+    if not near:
+        return ""
+    return (f"The dense model's {_names(near)} {'is' if len(near) == 1 else 'are'} within the 95 % interval of "
+            f"guessing: {'that task' if len(near) == 1 else 'these tasks'} cannot rank methods for this model.")
+
+
 def what_we_see(results: Results) -> list[str]:
     """One paragraph per model, then the caveat on subsampled numbers when there are any."""
     paragraphs = []
@@ -217,7 +234,7 @@ def what_we_see(results: Results) -> list[str]:
         rows = results.summary[(results.summary["model"] == model) & (results.summary["method"] != "dense")]
         if rows.empty:
             continue
-        sentences = _best_sentences(results, rows, results.dense(model))
+        sentences = [_chance_sentence(results.dense(model))] + _best_sentences(results, rows, results.dense(model))
         sentences += [_recovery_sentence(results, rows), _seed_sentence(results, model),
                       _speed_sentence(results, model), _front_sentence(results, model),
                       _structure_sentence(results, model, rows)]

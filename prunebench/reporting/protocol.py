@@ -61,8 +61,9 @@ def zeroshot_notes(results: Results) -> list[str]:
         rs = [m["zeroshot"][task] for m in runs]
         sub = any(r["docs"] < r["docs_total"] for r in rs)
         docs = _join(f"{r['docs']} of {r['docs_total']}" for r in rs)
-        tasks.append(f"{COLUMN_LABELS[task_config(task)['metadata']['column']]} {_join(r['metric'] for r in rs)} "
-                     f"({docs} documents{DAGGER if sub else ''})")
+        meta = task_config(task)["metadata"]
+        tasks.append(f"{COLUMN_LABELS[meta['column']]} {_join(r['metric'] for r in rs)} "
+                     f"({docs} documents{DAGGER if sub else ''}; chance {100 * meta['chance']:.0f} %)")
     bos = _join("added" if _zeroshot_bos(m) else "not added" for m in runs)
     version = _join(m["provenance"]["packages"].get("lm-eval") for m in runs)
     return [f"Zero-shot (lm-eval {version}, 0-shot, {_dtypes(results)}, BOS token {bos}; subsets are seeded random "

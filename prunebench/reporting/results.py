@@ -45,8 +45,8 @@ METHOD_LABELS = {"dense": "Dense", "random": "Random", "magnitude-sp": "Magnitud
 
 def summary_row(metrics: dict) -> dict:
     """The fixed summary columns (a value that was not measured stays empty, never 0), then the
-    real removed fraction, every stderr, the full-test-set perplexities where measured (the dense
-    model's, by default) and the subsample notes."""
+    real removed fraction, every stderr, the full-test-set perplexities and accuracies where measured
+    (the dense model's) and the subsample notes."""
     row = {k: metrics[k] for k in ("model", "method", "ratio", "tune", "params", "params_kept")}
     row["removed_fraction"] = metrics["removed_fraction"]
     row["run"], row["seed"], row["dtype"] = metrics["run"], metrics["seed"], metrics["dtype"]
@@ -59,6 +59,8 @@ def summary_row(metrics: dict) -> dict:
     for task, r in metrics["zeroshot"].items():
         column = task_config(task)["metadata"]["column"]
         row[column], row[f"{column}_stderr"] = r["value"], r["stderr"]
+        if "full" in r:  # the dense model on every document of the task
+            row[f"{column}_full"], row[f"{column}_full_stderr"] = r["full"]["value"], r["full"]["stderr"]
     row["average"] = metrics.get("average")
     row["deviations"] = "; ".join(metrics.get("deviations", []))
     return row

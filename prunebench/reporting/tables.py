@@ -233,23 +233,29 @@ def seeds_table(results: Results) -> Table:
 
 
 def dense_table(results: Results) -> Table:
-    """The dense model under the papers' protocol: perplexity on every window of each test set,
-    beside the subsample every pruned model is measured on, and its zero-shot scores."""
-    datasets = [d for d in PPL_COLUMNS if f"{d}_full" in results.summary]
-    tasks = [c for c in results.measured if c not in PPL_COLUMNS]
+    """The dense model under the papers' protocol: perplexity on every window of each test set and
+    accuracy on every document of each task where measured, beside the subsample every pruned model
+    is measured on (how representative the draw is), and its other scores."""
+    full = [c for c in results.measured if f"{c}_full" in results.summary]
     rows = []
     for model in results.models:
         dense = results.dense(model)
-        cells = [_metric_cell(dense[f"{d}_full"], None, False, "ppl", 0) for d in datasets]
-        cells += [_metric_cell(dense[d], None, dense[f"{d}_subsampled"], "ppl", 0) for d in datasets]
-        cells += [_metric_cell(dense[c], dense.get(f"{c}_stderr"), dense.get(f"{c}_subsampled"), "acc", 0)
-                  for c in tasks]
+        cells = []
+        for c in results.measured:
+            kind = "ppl" if c in PPL_COLUMNS else "acc"
+            if c in full:
+                cells.append(_metric_cell(dense[f"{c}_full"], dense.get(f"{c}_full_stderr") if kind == "acc" else None,
+                                          False, kind, 0))
+            cells.append(_metric_cell(dense[c], dense.get(f"{c}_stderr") if kind == "acc" or c not in full else None,
+                                      dense.get(f"{c}_subsampled"), kind, 0))
         rows.append((model, cells))
-    columns = [f"{COLUMN_LABELS[d]} {part}" for part in ("full", "subsample") for d in datasets]
+    columns = [label for c in results.measured
+               for label in ([f"{COLUMN_LABELS[c]} full", f"{COLUMN_LABELS[c]} subsample"] if c in full
+                             else [COLUMN_LABELS[c]])]
     notes = [f"{DAGGER}: measured on a subsample of the test set, as every row of the main table."]
-    notes += full_perplexity_notes(results, datasets) + zeroshot_notes(results)
-    return Table("The dense model under the papers' protocol", columns + [COLUMN_LABELS[c] for c in tasks],
-                 [(setting_label(0, "none"), rows)], notes, stub=("Setting", "Model"))
+    notes += full_perplexity_notes(results, [d for d in PPL_COLUMNS if d in full]) + zeroshot_notes(results)
+    return Table("The dense model under the papers' protocol", columns, [(setting_label(0, "none"), rows)], notes,
+                 stub=("Setting", "Model"))
 
 
 def cost_table(results: Results) -> Table:
@@ -396,10 +402,10 @@ def reference_table(path: Path = REFERENCE) -> Table:
 def table_names(datasets: list[str], zeroshot: bool, efficiency: bool, dense_full: bool = False,
                 pruned: bool = True, seeds: bool = False) -> list[str]:
     """The tables a run produces: `datasets` are the perplexity sets evaluated; `dense_full`: the
-    dense model's perplexity was measured on the full test sets; `pruned`: any method ran; `seeds`:
+    dense model was measured on the full test sets or tasks; `pruned`: any method ran; `seeds`:
     a method ran with several calibration seeds."""
     return ["main", *(["paired"] if pruned else []), *(["seeds"] if seeds and pruned else []),
-            *(["dense"] if dense_full and datasets else []), *[f"flap_{d}" for d in datasets],
+            *(["dense"] if dense_full else []), *[f"flap_{d}" for d in datasets],
             *(["flap_zeroshot"] if zeroshot else []), *(["cost"] if pruned else []),
             *(["efficiency"] if efficiency else []), *(["tradeoff"] if efficiency and datasets else []), "reference"]
 

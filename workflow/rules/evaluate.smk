@@ -27,8 +27,8 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
-# The dense model: also every window of each test set (the papers' protocol), and first in the
-# queue, its evaluation being the longest job of the suite.
+# The dense model: also every window of each test set and every document of each task where
+# configured (the papers' protocol), and first in the queue, its evaluation being the longest job.
 use rule evaluate as evaluate_dense with:
     input:
         model=dense_dir,
@@ -43,6 +43,7 @@ use rule evaluate as evaluate_dense with:
         tune="none",
         seed=None,
         full_perplexity=config["evaluation"]["perplexity"]["full_for_dense"],
+        full_zeroshot=config["evaluation"]["zeroshot"]["full_for_dense"],
         device=config["device"],
     priority: 50
     log:

@@ -16,8 +16,9 @@ ZEROSHOT = bool(config["evaluation"]["zeroshot"]["tasks"])
 BENCHMARKED = bool(config["benchmark"]["enabled"] and METHODS)
 PPL = config["evaluation"]["perplexity"]
 SEEDED = any(len(method_seeds(config, m)) > 1 for m in METHODS)
-REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED, PPL["full_for_dense"] or PPL["max_windows"] is None,
-                            bool(METHODS), SEEDED)
+ZS = config["evaluation"]["zeroshot"]
+DENSE_FULL = PPL["full_for_dense"] or PPL["max_windows"] is None or (ZEROSHOT and ZS["full_for_dense"])
+REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED, DENSE_FULL, bool(METHODS), SEEDED)
 REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), ZEROSHOT, BENCHMARKED, bool(METHODS))
 
 

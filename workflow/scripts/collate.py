@@ -4,7 +4,7 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from common import start_job  # noqa: E402
 
 from prunebench.io import atomic_path  # noqa: E402
-from prunebench.reporting.comparisons import compare, row_items  # noqa: E402
+from prunebench.reporting.comparisons import compare, row_items, run_items  # noqa: E402
 from prunebench.reporting.results import METRIC_COLUMNS, collate  # noqa: E402
 from prunebench.reporting.seeds import over_seeds, seed_rows  # noqa: E402
 
@@ -12,8 +12,8 @@ sm = snakemake  # noqa: F821
 start_job(sm)
 metrics = [*sm.input.metrics, *sm.params.earlier]  # earlier runs' extra rows (collate.smk)
 runs = collate(metrics)
-items = row_items(metrics)
-summary = over_seeds(runs, items)
+items = run_items(metrics)
+summary = over_seeds(runs, row_items(items))
 print(summary.to_string())
 for table, path in ((summary, sm.output.summary), (seed_rows(runs), sm.output.seeds),
                     (compare(summary, items, METRIC_COLUMNS), sm.output.comparisons)):

@@ -50,7 +50,8 @@ else:
         model = load_pruned(sm.input.model, device=sm.params.device, verify=False)
         tokenizer = AutoTokenizer.from_pretrained(sm.input.model)
     results, items = evaluate(model, tokenizer, sm.params.evaluation, data_root(sm), watch,
-                              full_perplexity=sm.params.get("full_perplexity", False), bos=sm.params.bos)
+                              full_perplexity=sm.params.get("full_perplexity", False),
+                              full_zeroshot=sm.params.get("full_zeroshot", False), bos=sm.params.bos)
     params = sum(p.numel() for p in model.parameters())
     results = {"params": params, "params_kept": params / dense["parameters"], **results}
     write_items(sm.output.per_item, items)
