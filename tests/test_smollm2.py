@@ -59,7 +59,7 @@ def test_dense_perplexity_on_real_text(smollm2, wiki_ids, data_root):
 def test_flap_on_smollm2_removes_equals_masks_and_beats_random(smollm2, wiki_ids, data_root):
     ids, tokenizer = wiki_ids
     dense = load_pruned(smollm2[0])
-    windows = calibration_windows(tokenizer, CalibrationSpec("c4", 32, 128), data_root)
+    windows = calibration_windows(tokenizer, CalibrationSpec("c4", 32, 128), data_root, "auto", "llama")
     calib = Calibration(activations=collect_activation_stats(dense, windows), seed=0)
     removed, masked, rand = copy.deepcopy(dense), copy.deepcopy(dense), copy.deepcopy(dense)
     plan = prune_model(removed, method_module("flap"), 0.2, calib, {})

@@ -83,7 +83,7 @@ def harness(model, tokenizer, batch_size: int, bos: str):
     no request does under text-start (as in the papers' lm-eval 0.3) and none."""
     from lm_eval.models.huggingface import HFLM
 
-    add = resolve_bos(bos, tokenizer) == "every-window"
+    add = resolve_bos(bos, tokenizer, model.config.model_type) == "every-window"
     if add and not adds_bos(tokenizer):
         tokenizer = copy.deepcopy(tokenizer)
         tokenizer.add_bos_token = True
