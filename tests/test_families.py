@@ -234,7 +234,7 @@ def test_unsupported_family_is_refused_by_the_config_check(family, tmp_path):
     with pytest.raises(ConfigError) as refused:
         check_config(config, verify_data=False)
     message = str(refused.value)
-    for piece in [f"model 'tiny': path:{tmp_path}: ", *expected, "Supported families: LLaMA-1/2/3 (llama), "
+    for piece in [f"model 'tiny': path:{tmp_path}: ", *expected, "Supported families: LLaMA architecture (llama), "
                   "Mistral (mistral), Qwen2/Qwen2.5 (qwen2), Qwen3 (qwen3), Gemma-2 (gemma2), Gemma-3 (text) "
                   "(gemma3_text)"]:
         assert piece in message, message

@@ -39,6 +39,7 @@ def test_materialised_model_is_smollm2(smollm2):
     assert manifest["architecture"] == {"layers": 30, "hidden": 576, "heads": 9, "kv_heads": 3, "head_dim": 64,
                                         "intermediate": 1536, "vocab": 49152}
     assert manifest["parameters"] == 134_515_008
+    assert manifest["family"] == "LLaMA architecture (SmolLM2)"  # what the reports name it
     assert "quantization_config" not in (path / "config.json").read_text()
     verify_checkpoint(path)  # every weight file matches the manifest's sha256
 
