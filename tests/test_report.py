@@ -547,6 +547,24 @@ def test_figures_save_as_valid_png_and_svg(results, name, tmp_path):
     assert ET.parse(svg).getroot().tag.endswith("svg")
 
 
+@pytest.mark.parametrize("models", [["tiny-gqa"], ["tiny-gqa", "tiny-mha"]])
+@pytest.mark.parametrize("name", ["perplexity", "zeroshot", "speedup", "tradeoff"])
+def test_every_legend_fits_in_the_saved_figure(results, name, models, tmp_path):
+    """The saved image is the figure's box: every legend's extent, after the layout, lies inside it
+    (a one-model zero-shot figure is 4.2 inches wide, four labels side by side are not)."""
+    subset = copy.copy(results)
+    subset.summary = results.summary[results.summary["model"].isin(models)]
+    fig = build_figure(name, subset)
+    fig.canvas.draw()
+    legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    assert legends
+    box = fig.bbox
+    for legend in legends:
+        extent = legend.get_window_extent()
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1, \
+            (name, models, extent, box)
+
+
 def test_zeroshot_figure_marks_every_calibration_seed(results):
     from matplotlib.collections import PathCollection
 

@@ -80,8 +80,19 @@ def _grid(nrows: int, ncols: int, width: float = 4.2, height: float = 3.2):
 
 
 def _legend(fig, axes) -> None:
+    """The legend below the panels, in as many columns (at most 4) as fit the figure's width: a
+    one-panel figure is narrower than four long labels side by side, and the saved image is the
+    figure's box, so a wider legend would be cut off at both edges."""
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), frameon=False)
+    renderer = fig.canvas.get_renderer()
+    for ncols in range(min(len(labels), 4), 0, -1):
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)
+        width = legend.get_window_extent(renderer).width
+        if width <= fig.bbox.width or ncols == 1:
+            break
+        legend.remove()
+    if width > fig.bbox.width:  # one column of a label longer than the figure: widen the figure
+        fig.set_figwidth(1.05 * width / fig.dpi)
 
 
 def perplexity_figure(results: Results):
