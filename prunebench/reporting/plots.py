@@ -175,7 +175,8 @@ def tradeoff_figure(results: Results):
             column = f"{measure}_speedup"
             for (method, tune), points in frame[frame["method"] != "dense"].groupby(["method", "tune"], sort=False):
                 ax.errorbar(points[column], points[quality], xerr=_errors(points, column), capsize=2, linestyle="none",
-                            color=_color(method), marker=_style(tune)["marker"], label=_label(method, tune, results), zorder=3)
+                            color=_color(method), marker=_style(tune)["marker"], label=_label(method, tune, results),
+                            zorder=3)
                 for _, p in points.iterrows():
                     ax.annotate(f"{p['ratio']:g}", (p[column], p[quality]), fontsize=6, xytext=(3, 3),
                                 textcoords="offset points")
