@@ -19,7 +19,7 @@ import yaml
 from prunebench.evaluation.items import read_items
 from prunebench.reporting.narrative import what_we_see
 from prunebench.reporting.plots import build_figure, figure_names, save
-from prunebench.reporting.protocol import DAGGER, calibration_notes
+from prunebench.reporting.protocol import DAGGER, calibration_notes, recovery_notes
 from prunebench.reporting.readme import readme
 from prunebench.reporting.results import (
     TASK_COLUMNS,
@@ -254,6 +254,7 @@ def test_recovered_rows_are_labelled_by_their_recorded_schedule(results):
     assert "FLAP w/ LoRA, 20 steps" in [t.get_text() for t in legend.get_texts()]
     text = " ".join(what_we_see(tuned))
     assert "At Ratio = 50% w/ LoRA, 20 steps, " in text and "w/ tune" not in text
+    assert recovery_notes(tuned)[0].startswith("Recovery (w/ LoRA, 20 steps): LoRA r=")
 
 
 def test_flap_layouts(results):
