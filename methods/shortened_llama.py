@@ -5,8 +5,9 @@ For each layer, the model without that one layer computes its perplexity on the 
 windows (exp of the mean next-token NLL over every predicted token, as the reference's
 `anal_block_sensitivity_ppl.py`); the layers of lowest perplexity-when-removed go whole, one-shot,
 until the parameter target is met. `keep_first`/`keep_last` exclude the first and last layers from
-the candidates: the paper's heuristic for its Taylor+ criterion, which the reference's
-`block_prune.py` applies by default to every criterion (4 and 2); the paper's PPL criterion uses none.
+the candidates; the default, 4 and 2, is the reference's: the paper introduces the heuristic for its
+Taylor+ criterion, but `block_prune.py` applies it to every criterion unless `--no_plus_heuristic`.
+The counts are fixed whatever the depth (no scaling rule is published).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from prunebench.pruning.surgery import layers_removed
 NEEDS = "tokens"
 
 
-def prune(model, ratio: float, calib: Calibration, *, keep_first: int = 0, keep_last: int = 0) -> PruningPlan:
+def prune(model, ratio: float, calib: Calibration, *, keep_first: int = 4, keep_last: int = 2) -> PruningPlan:
     shapes = Shapes.of(model)
     if keep_first < 0 or keep_last < 0 or keep_first + keep_last >= shapes.layers:
         raise ValueError(f"keep_first={keep_first}, keep_last={keep_last}: they must be >= 0 and leave some of "

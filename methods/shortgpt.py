@@ -4,12 +4,16 @@ BI_i = 1 - mean over calibration tokens of cos(x_i, x_{i+1}), between the hidden
 decoder layer i and the one leaving it, from one forward pass of the dense model; the layers of
 lowest BI are removed whole (one-shot) until the parameter target is met.
 
-The last layer: the reference reads HF's `output_hidden_states`, whose last entry is the final
-norm's output, so it compares the last layer's input with the post-norm state
-(`last_layer="post_norm"`, the default); `"output"` uses the layer's own output as for every other
-layer. Padding: the calibration windows are fixed-length slices of the corpus, so every position
-is a real token and the mean runs over all of them (the reference pads a batch and averages the
-pad positions in; with its batch of one book there are none).
+The last layer: the paper's BI compares every layer's input with that layer's own output, the last
+one included (`last_layer="output"`, the default). The released scripts (icip-cas/ShortGPT
+`shortgpt.py` and the unofficial sramshetty/ShortGPT `short_hf.py` it derives from) read HF's
+`output_hidden_states`, whose last entry is the final norm's output: `"post_norm"` reproduces that.
+Calibration: those scripts feed whole PG19 validation books, in consecutive 256-token chunks
+(icip-cas `run_shortgpt.py`) or in 1024-token windows slid by 256 (`short_hf.py`); the configs use
+windows as long as the model's context and the budget allow. Padding: the calibration windows are
+fixed-length slices of the corpus, so every position is a real token and the mean runs over all of
+them (the reference pads a batch and averages the pad positions in; with its batch of one book
+there are none).
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ NEEDS = "tokens"
 
 
 def prune(model, ratio: float, calib: Calibration, *,
-          last_layer: Literal["post_norm", "output"] = "post_norm") -> PruningPlan:
+          last_layer: Literal["output", "post_norm"] = "output") -> PruningPlan:
     shapes = Shapes.of(model)
     bi = block_influence(model, calib.tokens, last_layer)
     return depth_plan(shapes, ratio, bi, criterion="block influence", last_layer=last_layer,
@@ -33,7 +37,7 @@ def prune(model, ratio: float, calib: Calibration, *,
 
 
 @torch.inference_mode()
-def block_influence(model, tokens: torch.Tensor, last_layer: str = "post_norm", batch_size: int = 8) -> torch.Tensor:
+def block_influence(model, tokens: torch.Tensor, last_layer: str = "output", batch_size: int = 8) -> torch.Tensor:
     """BI of every decoder layer [layers], float64, accumulated by hooks batch by batch (no hidden
     state is kept beyond its layer)."""
     layers = model.model.layers

@@ -189,6 +189,8 @@ def tiny_suite_config(model_dir: Path, data_root: Path, tune: dict[str, bool] | 
     for method in methods.values():
         if "calibration" in method:
             method["calibration"] = dict(small_calibration, corpus=method["calibration"]["corpus"])
+    if "shortened-llama-ppl" in methods:  # the reference's 4 + 2 protected blocks leave none of 4 layers
+        methods["shortened-llama-ppl"]["params"] = {"keep_first": 1, "keep_last": 1}
     return {
         "data_dir": str(data_root),
         "models": {"tiny": {"source": f"path:{model_dir}"}},

@@ -100,9 +100,9 @@ def test_perplexity_equals_hand_computation():
 @pytest.mark.parametrize("corpus", ["c4", "bookcorpus"])
 def test_calibration_windows_are_deterministic(tokenizer, data_root, corpus):
     spec = CalibrationSpec(corpus, nsamples=6, seqlen=64, seed=0)
-    a = calibration_windows(tokenizer, spec, data_root)
-    b = calibration_windows(tokenizer, spec, data_root)
-    c = calibration_windows(tokenizer, CalibrationSpec(corpus, 6, 64, seed=1), data_root)
+    a = calibration_windows(tokenizer, spec, data_root, "auto", "llama")
+    b = calibration_windows(tokenizer, spec, data_root, "auto", "llama")
+    c = calibration_windows(tokenizer, CalibrationSpec(corpus, 6, 64, seed=1), data_root, "auto", "llama")
     assert a.shape == (6, 64) and a.dtype == torch.long
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert CalibrationSpec.from_id(spec.id) == spec

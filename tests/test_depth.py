@@ -18,7 +18,7 @@ from prunebench.calibration import Calibration
 from prunebench.evaluation.perplexity import window_nll
 from prunebench.pruning import prune_model
 from prunebench.pruning.checkpoint import load_pruned, save_pruned
-from prunebench.pruning.structure import Shapes, layers_for_ratio
+from prunebench.pruning.structure import Shapes, depth_plan, layers_for_ratio
 from prunebench.pruning.surgery import layers_removed
 from prunebench.recovery.lora import recover
 
@@ -35,16 +35,19 @@ def hf_block_influence(model, ids) -> torch.Tensor:
     return torch.stack([1 - F.cosine_similarity(a.double(), b.double(), dim=-1).mean() for a, b in zip(hs, hs[1:])])
 
 
-def test_block_influence_reads_the_references_hidden_states(model):
+def test_block_influence_compares_each_layer_with_its_own_output_by_default(model):
     with torch.no_grad():  # a final norm that weighs channels differently (a fresh one is all ones)
         model.model.norm.weight.copy_(torch.linspace(0.2, 3.0, model.config.hidden_size))
     ids = tokens(10, 16)  # two batches of the hooks' 8: the mean runs over every token of both
-    reference = hf_block_influence(model, ids)  # its last entry compares with the post-norm state
-    torch.testing.assert_close(block_influence(model, ids, "post_norm"), reference, rtol=1e-6, atol=1e-9)
+    released = hf_block_influence(model, ids)  # the released scripts: the last entry is post-norm
+    torch.testing.assert_close(block_influence(model, ids, "post_norm"), released, rtol=1e-6, atol=1e-9)
     model.config.tie_last_hidden_states = False  # HF's last hidden state before the final norm
-    own_output = hf_block_influence(model, ids)
-    assert abs(own_output[-1] - reference[-1]) > 1e-3  # the norm changes the last layer's score
-    torch.testing.assert_close(block_influence(model, ids, "output"), own_output, rtol=1e-6, atol=1e-9)
+    own_output = hf_block_influence(model, ids)  # the paper's BI: every layer's own output
+    assert abs(own_output[-1] - released[-1]) > 1e-3  # the norm changes the last layer's score
+    torch.testing.assert_close(block_influence(model, ids), own_output, rtol=1e-6, atol=1e-9)
+    plan = prune_model(copy.deepcopy(model), method_module("shortgpt"), 0.3, Calibration(tokens=ids), {})
+    assert plan.details["last_layer"] == "output"
+    assert plan.details["layer_scores"] == pytest.approx(own_output.tolist(), rel=1e-6)
 
 
 def test_a_layer_that_changes_nothing_has_no_influence_and_goes_first(model):
@@ -87,7 +90,8 @@ def test_ppl_criterion_removes_the_layers_whose_removal_hurts_least():
     model = tiny_model(kv_heads=2, layers=4)
     ids = tokens(4, 16)
     ppl = [window_nll(skipping(model, [i]), ids).mean().exp().item() for i in range(4)]
-    plan = prune_model(copy.deepcopy(model), method_module("shortened_llama"), 0.5, Calibration(tokens=ids), {})
+    plan = prune_model(copy.deepcopy(model), method_module("shortened_llama"), 0.5, Calibration(tokens=ids),
+                       {"keep_first": 0, "keep_last": 0})
     assert plan.removed_layers == sorted(sorted(range(4), key=ppl.__getitem__)[:2])
     assert plan.details["layer_scores"] == pytest.approx(ppl, rel=1e-5)
 
@@ -103,6 +107,24 @@ def test_protected_layers_are_never_candidates():
         prune_model(copy.deepcopy(model), module, 0.5, calib, params)
     with pytest.raises(ValueError, match="keep_first=3, keep_last=3"):
         prune_model(copy.deepcopy(model), module, 0.2, calib, {"keep_first": 3, "keep_last": 3})
+
+
+def test_the_reference_protects_the_first_four_and_the_last_two_layers_by_default():
+    model = tiny_model(kv_heads=2, layers=8)
+    ids = tokens(2, 16)
+    plan = prune_model(copy.deepcopy(model), method_module("shortened_llama"), 0.25, Calibration(tokens=ids), {})
+    # 0.25 x 8 layers: 2 go, and layers 4 and 5 are the only candidates
+    assert (plan.details["keep_first"], plan.details["keep_last"], plan.removed_layers) == (4, 2, [4, 5])
+    assert plan.details["removal_order"] in ([4, 5], [5, 4])
+
+
+def test_depth_scores_are_ranked_like_every_other_score():
+    """Scores equal at float32 resolution tie, and ties go to the lower index, as `rank_order` does
+    for every width method (a float64 argsort would remove layer 2 first)."""
+    shapes = Shapes(layers=4, hidden=576, heads=9, kv_heads=3, head_dim=64, intermediate=1536)
+    scores = torch.tensor([0.5, 0.25 + 2**-40, 0.25, 0.75], dtype=torch.float64)
+    plan = depth_plan(shapes, 0.25, scores)
+    assert plan.details["removal_order"] == [1, 2, 0, 3] and plan.removed_layers == [1]
 
 
 @pytest.mark.parametrize("layers, ratio, removed", [(30, 0.2, 6), (30, 0.5, 15), (3, 0.5, 2), (3, 0.2, 1),
@@ -131,3 +153,16 @@ def test_depth_pruned_model_recovers_saves_reloads_and_generates(tokenizer, data
     assert reloaded.config.num_hidden_layers == 2
     torch.testing.assert_close(logits(reloaded, ids), logits(tuned, ids), atol=1e-5, rtol=0)
     assert cached_generation_is_greedy(reloaded)  # the KV cache over the renumbered layers
+
+
+def test_configs_run_the_depth_methods_as_published():
+    """config/extended.yaml and config/paper.yaml agree: Shortened LLaMA protects the reference's 4 +
+    2 blocks, ShortGPT compares each layer with its own output on 1024-token windows."""
+    import yaml
+    from conftest import REPO
+
+    for file in ("extended", "paper"):
+        methods = yaml.safe_load((REPO / "config" / f"{file}.yaml").read_text())["methods"]
+        assert methods["shortened-llama-ppl"]["params"] == {"keep_first": 4, "keep_last": 2}
+        assert methods["shortgpt"].get("params", {}).get("last_layer", "output") == "output"
+        assert methods["shortgpt"]["calibration"]["seqlen"] == 1024

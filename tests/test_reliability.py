@@ -113,7 +113,7 @@ BAD_INPUTS = [
      ["no such GGUF file /nonexistent/m.gguf"]),
     ("not-llama-gpt2", lambda c, t: set_in(c, "models.tiny.source", not_llama_gpt2(t)),
      ["gpt2 (GPT2LMHeadModel, model_type 'gpt2') cannot be pruned correctly: it has no decoder layers at "
-      "model.layers (model has transformer, lm_head)", "Supported families: LLaMA-1/2/3 (llama), Mistral"]),
+      "model.layers (model has transformer, lm_head)", "Supported families: LLaMA architecture (llama), Mistral"]),
     ("not-llama-phi", lambda c, t: set_in(c, "models.tiny.source", not_llama_phi(t)),
      ["phi (PhiForCausalLM, model_type 'phi') cannot be pruned correctly: decoder layers lack self_attn.o_proj, "
       "mlp.gate_proj, mlp.up_proj, mlp.down_proj (self_attn is PhiAttention with q_proj, k_proj, v_proj, dense; "

@@ -19,7 +19,7 @@ import yaml
 from prunebench.evaluation.items import read_items
 from prunebench.reporting.narrative import what_we_see
 from prunebench.reporting.plots import build_figure, figure_names, save
-from prunebench.reporting.protocol import DAGGER, calibration_notes
+from prunebench.reporting.protocol import DAGGER, calibration_notes, recovery_notes
 from prunebench.reporting.readme import readme
 from prunebench.reporting.results import (
     TASK_COLUMNS,
@@ -234,6 +234,27 @@ def test_tuned_rows_form_their_own_groups(results):
     labels = [label for label, _ in table.groups]
     assert labels.index("tiny-gqa · Ratio = 50% w/ tune") == labels.index("tiny-gqa · Ratio = 50% w/o tune") + 1
     assert labels.index("tiny-mha · Ratio = 0%") > labels.index("tiny-gqa · Ratio = 50% w/ tune")
+
+
+def test_recovered_rows_are_labelled_by_their_recorded_schedule(results):
+    """"w/ tune" would claim the papers' recovery: the rows say what the recovery was, read from the
+    effective schedule each recovered model records (here 20 steps), in tables, figures and text."""
+    tuned = with_tuned_copy(results)
+    for key in [k for k in tuned.metrics if k[3] == "lora"]:
+        record = copy.deepcopy(tuned.metrics[key])
+        record["pruning"]["recovery"] = {"log": {"schedule": {
+            "steps": 20, "epochs": 0.02, "batch": 2, "warmup_steps": 1, "eval_every_steps": 2, "lr": 1e-4,
+            "weight_decay": 0.0, "max_grad_norm": 1.0}}}
+        tuned.metrics[key] = record
+    assert tuned.recovery_label == "w/ LoRA, 20 steps"
+    assert with_tuned_copy(results).recovery_label == "w/ tune"  # recorded before the schedule was
+    labels = [label for label, _ in build_table("main", tuned).groups]
+    assert "tiny-gqa · Ratio = 50% w/ LoRA, 20 steps" in labels and not [g for g in labels if "w/ tune" in g]
+    legend = build_figure("perplexity", tuned).legends[0]
+    assert "FLAP w/ LoRA, 20 steps" in [t.get_text() for t in legend.get_texts()]
+    text = " ".join(what_we_see(tuned))
+    assert "At Ratio = 50% w/ LoRA, 20 steps, " in text and "w/ tune" not in text
+    assert recovery_notes(tuned)[0].startswith("Recovery (w/ LoRA, 20 steps): LoRA r=")
 
 
 def test_flap_layouts(results):
@@ -548,6 +569,24 @@ def test_figures_save_as_valid_png_and_svg(results, name, tmp_path):
         assert image.format == "PNG" and image.width > 300 and image.height > 200
         assert len(np.unique(np.asarray(image.convert("L")))) > 10  # something is drawn
     assert ET.parse(svg).getroot().tag.endswith("svg")
+
+
+@pytest.mark.parametrize("models", [["tiny-gqa"], ["tiny-gqa", "tiny-mha"]])
+@pytest.mark.parametrize("name", ["perplexity", "zeroshot", "speedup", "tradeoff"])
+def test_every_legend_fits_in_the_saved_figure(results, name, models, tmp_path):
+    """The saved image is the figure's box: every legend's extent, after the layout, lies inside it
+    (a one-model zero-shot figure is 4.2 inches wide, four labels side by side are not)."""
+    subset = copy.copy(results)
+    subset.summary = results.summary[results.summary["model"].isin(models)]
+    fig = build_figure(name, subset)
+    fig.canvas.draw()
+    legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    assert legends
+    box = fig.bbox
+    for legend in legends:
+        extent = legend.get_window_extent()
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1, \
+            (name, models, extent, box)
 
 
 def test_zeroshot_figure_marks_every_calibration_seed(results):

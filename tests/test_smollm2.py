@@ -39,6 +39,7 @@ def test_materialised_model_is_smollm2(smollm2):
     assert manifest["architecture"] == {"layers": 30, "hidden": 576, "heads": 9, "kv_heads": 3, "head_dim": 64,
                                         "intermediate": 1536, "vocab": 49152}
     assert manifest["parameters"] == 134_515_008
+    assert manifest["family"] == "LLaMA architecture (SmolLM2)"  # what the reports name it
     assert "quantization_config" not in (path / "config.json").read_text()
     verify_checkpoint(path)  # every weight file matches the manifest's sha256
 
@@ -59,7 +60,7 @@ def test_dense_perplexity_on_real_text(smollm2, wiki_ids, data_root):
 def test_flap_on_smollm2_removes_equals_masks_and_beats_random(smollm2, wiki_ids, data_root):
     ids, tokenizer = wiki_ids
     dense = load_pruned(smollm2[0])
-    windows = calibration_windows(tokenizer, CalibrationSpec("c4", 32, 128), data_root)
+    windows = calibration_windows(tokenizer, CalibrationSpec("c4", 32, 128), data_root, "auto", "llama")
     calib = Calibration(activations=collect_activation_stats(dense, windows), seed=0)
     removed, masked, rand = copy.deepcopy(dense), copy.deepcopy(dense), copy.deepcopy(dense)
     plan = prune_model(removed, method_module("flap"), 0.2, calib, {})

@@ -54,12 +54,12 @@ class Calibration:
     seed: int = 0
 
 
-def calibration_windows(tokenizer, spec: CalibrationSpec, data_root, bos: str = "auto") -> torch.Tensor:
+def calibration_windows(tokenizer, spec: CalibrationSpec, data_root, bos: str, model_type: str) -> torch.Tensor:
     """LongTensor [nsamples, seqlen] ([nsamples, 1 + seqlen] under every-window); the same spec,
-    tokenizer and BOS policy always give the same tensor."""
+    tokenizer, BOS policy and model family (`auto` depends on it) always give the same tensor."""
     docs = corpus_documents(spec.corpus, data_root)
     rng = random.Random(spec.seed)
-    policy = resolve_bos(bos, tokenizer)
+    policy = resolve_bos(bos, tokenizer, model_type)
     encode = lambda text: encode_text(tokenizer, text, policy)  # noqa: E731
     prefix = [tokenizer.bos_token_id] if policy == "every-window" else []
     sentences = CORPORA[spec.corpus].layout == "sentences"

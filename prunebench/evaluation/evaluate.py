@@ -29,7 +29,7 @@ def evaluate(model, tokenizer, settings: dict[str, Any], data_root, watch: Stopw
     The model is cast to the evaluation's dtype first, the same for every model compared."""
     watch = watch or Stopwatch()
     ppl_cfg, zs_cfg = settings["perplexity"], settings["zeroshot"]
-    policy = resolve_bos(bos, tokenizer)
+    policy = resolve_bos(bos, tokenizer, model.config.model_type)
     dtype = settings.get("dtype", "float32")
     model = model.to(getattr(torch, dtype))
     out: dict[str, Any] = {"dtype": dtype, "perplexity": {}, "zeroshot": {}, "deviations": []}

@@ -90,7 +90,7 @@ def harness(model, tokenizer, batch_size: int, bos: str, scorer: Scorer = "share
 
     from .scorer import SharedContextLM
 
-    add = resolve_bos(bos, tokenizer) == "every-window"
+    add = resolve_bos(bos, tokenizer, model.config.model_type) == "every-window"
     if add and not adds_bos(tokenizer):
         tokenizer = copy.deepcopy(tokenizer)
         tokenizer.add_bos_token = True

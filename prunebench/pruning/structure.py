@@ -408,9 +408,10 @@ def layers_for_ratio(shapes: Shapes, ratio: float) -> int:
 
 def depth_plan(shapes: Shapes, ratio: float, layer_scores: torch.Tensor, protected: tuple[int, ...] = (),
                **details) -> PruningPlan:
-    """Remove the `layers_for_ratio` layers of lowest score (ties: the lower index first), never a
-    `protected` one; the details record every layer's score and the removal order."""
-    order = [i for i in torch.argsort(layer_scores.double(), stable=True).tolist() if i not in protected]
+    """Remove the `layers_for_ratio` layers of lowest score, ranked as every other score
+    (`rank_order`: float32 resolution, ties to the lower index), never a `protected` one; the
+    details record every layer's score and the removal order."""
+    order = [i for i in rank_order(layer_scores).tolist() if i not in protected]
     n = layers_for_ratio(shapes, ratio)
     if n > len(order):
         raise ValueError(f"ratio {ratio} needs {n} of {shapes.layers} layers removed, but only {len(order)} "

@@ -98,7 +98,7 @@ def _best_sentences(results: Results, rows: pd.DataFrame, dense: pd.Series) -> l
         parts = [_leader(results, group, ppl, dense)] if ppl else []
         if "average" in results.measured:
             parts += [_leader(results, group, "average", dense), _against_dense(results, group)]
-        out.append(f"At {setting_label(ratio, tune)}, " + "; ".join(p for p in parts if p) + ".")
+        out.append(f"At {results.setting(ratio, tune)}, " + "; ".join(p for p in parts if p) + ".")
     return out
 
 
@@ -185,7 +185,7 @@ def _front_sentence(results: Results, model: str) -> str:
             front = frame[frame[f"{measure}_front"] & ((frame["tune"] == tune) | (frame["method"] == "dense"))]
             points = [f"{method_label(r['method'])}{'' if r['method'] == 'dense' else f' at {r.ratio:g}'} "
                       f"({r[column]:.2f}×, {_ppl(r, quality)})" for _, r in front.sort_values(column).iterrows()]
-            setting = "w/o tune" if tune == "none" else "w/ tune"
+            setting = "w/o tune" if tune == "none" else results.recovery_label
             parts.append(f"{measure_label(measure)}, {setting}: " + " → ".join(points))
     return (f"Quality per real speedup: the best {DATASET_LABELS[quality]} perplexity at each measured speedup comes "
             "from the models on the Pareto front (every other model is both slower and worse than one of them), "

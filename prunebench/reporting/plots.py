@@ -44,8 +44,8 @@ def _style(tune: str) -> dict:
     return {"linestyle": "-" if tune == "none" else "--", "marker": "o" if tune == "none" else "s"}
 
 
-def _label(method: str, tune: str) -> str:
-    return method_label(method) + ("" if tune == "none" else " w/ tune")
+def _label(method: str, tune: str, results: Results) -> str:
+    return method_label(method) + ("" if tune == "none" else f" {results.recovery_label}")
 
 
 def _curves(results: Results, model: str):
@@ -80,8 +80,19 @@ def _grid(nrows: int, ncols: int, width: float = 4.2, height: float = 3.2):
 
 
 def _legend(fig, axes) -> None:
+    """The legend below the panels, in as many columns (at most 4) as fit the figure's width: a
+    one-panel figure is narrower than four long labels side by side, and the saved image is the
+    figure's box, so a wider legend would be cut off at both edges."""
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), frameon=False)
+    renderer = fig.canvas.get_renderer()
+    for ncols in range(min(len(labels), 4), 0, -1):
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)
+        width = legend.get_window_extent(renderer).width
+        if width <= fig.bbox.width or ncols == 1:
+            break
+        legend.remove()
+    if width > fig.bbox.width:  # one column of a label longer than the figure: widen the figure
+        fig.set_figwidth(1.05 * width / fig.dpi)
 
 
 def perplexity_figure(results: Results):
@@ -91,7 +102,7 @@ def perplexity_figure(results: Results):
     for ax_row, model in zip(axes, results.models):
         for ax, dataset in zip(ax_row, datasets):
             for method, tune, curve in _curves(results, model):
-                ax.plot(curve["ratio"], curve[dataset], color=_color(method), label=_label(method, tune),
+                ax.plot(curve["ratio"], curve[dataset], color=_color(method), label=_label(method, tune, results),
                         **_style(tune))
                 _seed_points(ax, results, model, method, tune, dataset)
             ax.plot([0], [results.dense(model)[dataset]], "k*", markersize=10, label="Dense")
@@ -111,7 +122,7 @@ def zeroshot_figure(results: Results):
             dodge = (i - (len(curves) - 1) / 2) * 0.006  # keeps overlapping error bars apart
             own = 100 * curve["average_stderr"].where(curve["method"] != "dense")  # dense: its own bar below
             ax.errorbar(curve["ratio"] + dodge, 100 * curve["average"], yerr=own, capsize=3, color=_color(method),
-                        label=_label(method, tune), **_style(tune))
+                        label=_label(method, tune, results), **_style(tune))
             _seed_points(ax, results, model, method, tune, "average", 100, dodge)
         dense = results.dense(model)
         ax.errorbar([0], [100 * dense["average"]], yerr=[100 * dense["average_stderr"]], fmt="k*", markersize=10,
@@ -164,7 +175,8 @@ def tradeoff_figure(results: Results):
             column = f"{measure}_speedup"
             for (method, tune), points in frame[frame["method"] != "dense"].groupby(["method", "tune"], sort=False):
                 ax.errorbar(points[column], points[quality], xerr=_errors(points, column), capsize=2, linestyle="none",
-                            color=_color(method), marker=_style(tune)["marker"], label=_label(method, tune), zorder=3)
+                            color=_color(method), marker=_style(tune)["marker"], label=_label(method, tune, results),
+                            zorder=3)
                 for _, p in points.iterrows():
                     ax.annotate(f"{p['ratio']:g}", (p[column], p[quality]), fontsize=6, xytext=(3, 3),
                                 textcoords="offset points")
@@ -173,7 +185,7 @@ def tradeoff_figure(results: Results):
                 front = front.sort_values(column)
                 ax.step(front[column], front[quality], where="post", color="black", linewidth=0.8,
                         linestyle=_style(tune)["linestyle"],
-                        label="Pareto front" + ("" if tune == "none" else " w/ tune"))
+                        label="Pareto front" + ("" if tune == "none" else f" {results.recovery_label}"))
             ax.errorbar(dense[column], dense[quality], xerr=_errors(dense, column), fmt="k*", markersize=10, capsize=2,
                         label="Dense (1×; interval: A/A noise)", zorder=4)
             ax.set(yscale="log", title=f"{model} · {measure_label(measure)}{_sub(results, model, quality)}",

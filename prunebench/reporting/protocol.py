@@ -144,8 +144,9 @@ def recovery_notes(results: Results) -> list[str]:
     else:  # results recorded before the schedule was
         steps = (f"{rec['steps']} steps" if rec.get("steps") else f"{rec.get('epochs')} epochs") + \
             f", batch {rec.get('batch')}, lr {rec.get('lr')}"
-    return [f"Recovery (w/ tune): LoRA r={rec.get('r')}, alpha {rec.get('alpha')}, {steps}, cutoff {rec.get('cutoff')} "
-            f"tokens, on {rec.get('dataset')}" + (f" ({rec['substitutes']})" if rec.get("substitutes") else "") + "."]
+    return [f"Recovery ({results.recovery_label}): LoRA r={rec.get('r')}, alpha {rec.get('alpha')}, {steps}, "
+            f"cutoff {rec.get('cutoff')} tokens, on {rec.get('dataset')}"
+            + (f" ({rec['substitutes']})" if rec.get("substitutes") else "") + "."]
 
 
 def data_note(results: Results) -> str:

@@ -83,13 +83,14 @@ def method_label(name: str) -> str:
     return METHOD_LABELS.get(name, name)
 
 
-def setting_label(ratio: float, tune: str | None) -> str:
+def setting_label(ratio: float, tune: str | None, recovery: str = "w/ tune") -> str:
     """The papers' row-group label: "Ratio = 20% w/o tune", "Ratio = 20% w/ tune" (tune None:
-    "Ratio = 20%", for what recovery does not change, such as the structure's speed)."""
+    "Ratio = 20%", for what recovery does not change, such as the structure's speed); `recovery`
+    names the LoRA rows (`Results.recovery_label`: what this run's recovery was)."""
     head = f"Ratio = {100 * ratio:g}%"
     if ratio == 0 or tune is None:
         return head
-    return f"{head} w/o tune" if tune == "none" else f"{head} w/ tune" if tune == "lora" else f"{head} w/ {tune}"
+    return f"{head} w/o tune" if tune == "none" else f"{head} {recovery}" if tune == "lora" else f"{head} w/ {tune}"
 
 
 def row_key(row) -> tuple:
@@ -151,6 +152,19 @@ class Results:
         """The summary columns that hold at least one number, in the papers' order."""
         columns = [*PPL_COLUMNS, *TASK_COLUMNS, "average"]
         return [c for c in columns if c in self.summary and self.summary[c].notna().any()]
+
+    @property
+    def recovery_label(self) -> str:
+        """The recovered rows' label from their recorded effective schedule, "w/ LoRA, 20 steps":
+        "w/ tune" would claim the papers' recovery (2 epochs of 51,760 examples) for minutes of it.
+        "w/ tune" only for results recorded before the schedule was."""
+        steps = sorted({m["pruning"]["recovery"]["log"]["schedule"]["steps"] for m in self.metrics.values()
+                        if m["tune"] == "lora" and "schedule" in m["pruning"].get("recovery", {}).get("log", {})})
+        return f"w/ LoRA, {'/'.join(map(str, steps))} steps" if steps else "w/ tune"
+
+    def setting(self, ratio: float, tune: str | None) -> str:
+        """`setting_label` with this run's recovery label."""
+        return setting_label(ratio, tune, self.recovery_label)
 
     def dense(self, model: str) -> pd.Series:
         rows = self.summary[(self.summary["model"] == model) & (self.summary["method"] == "dense")]

@@ -115,7 +115,7 @@ def _metric_groups(frame: pd.DataFrame, columns: list[tuple], results: Results) 
 def _with_labels(results: Results, summary: pd.DataFrame, by_model: bool) -> pd.DataFrame:
     many = by_model and len(results.models) > 1
     tunes = summary["tune"] if "tune" in summary else [None] * len(summary)
-    group = [f"{model} · {setting_label(ratio, tune)}" if many else setting_label(ratio, tune)
+    group = [f"{model} · {results.setting(ratio, tune)}" if many else results.setting(ratio, tune)
              for model, ratio, tune in zip(summary["model"], summary["ratio"], tunes)]
     seeds = summary["seeds"] if "seeds" in summary else pd.Series(1, index=summary.index)
     labels = [method_label(m) + (f" ({n:.0f} seeds)" if n > 1 else "") for m, n in zip(summary["method"], seeds)]
@@ -368,7 +368,7 @@ def tradeoff_table(results: Results) -> Table:
                           for m in measures]
                 label = method_label(r["method"]) + ("" if r["method"] == "dense" else f" @ {r['ratio']:g}")
                 body.append((label, cells))
-            setting = "w/o tune" if tune == "none" else "w/ tune" if tune == "lora" else f"w/ {tune}"
+            setting = "w/o tune" if tune == "none" else results.recovery_label if tune == "lora" else f"w/ {tune}"
             groups.append((f"{model} · {setting}" if len(results.models) > 1 else setting, body))
     columns = [COLUMN_LABELS[quality], *[f"{measure_label(m).capitalize()} speedup" for m in measures]]
     notes = [f"Bold: on the Pareto front of {DATASET_LABELS[quality]} perplexity against that speedup within its "

@@ -8,7 +8,11 @@ windows and zero-shot requests begin with the model's beginning-of-sequence toke
   every-window  every perplexity and calibration window and every zero-shot request begins with
                 BOS, the window then holding `seqlen` text tokens after it
   none          no BOS anywhere
-  auto          every-window when the tokenizer adds a BOS token by default, else none
+  auto          what the references do with this model: every-window for the families documented to
+                need BOS at every sequence start (EVERY_WINDOW_FAMILIES), else text-start when the
+                tokenizer adds a BOS token by default (LLaMA-2/3, Mistral: FLAP's lib/data.py and
+                LLM-Pruner's ppl_dataset.py tokenize the joined test text with the tokenizer's
+                default), else none
 
 What was run is read back from the token ids themselves (`read_back`) and recorded with the results.
 """
@@ -16,9 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["BOS_POLICIES", "adds_bos", "resolve_bos", "encode", "read_back"]
+__all__ = ["BOS_POLICIES", "EVERY_WINDOW_FAMILIES", "adds_bos", "resolve_bos", "encode", "read_back"]
 
 BOS_POLICIES = ("auto", "text-start", "every-window", "none")
+# model_types that `auto` gives BOS at every sequence start: lm-eval 0.4.x's HFLM forced
+# add_bos_token for any "gemma" model_type ("Gemma underperforms without it"); without it
+# Gemma-3-270M's WikiText-2 perplexity is 362 instead of 46.
+EVERY_WINDOW_FAMILIES = ("gemma", "gemma2", "gemma3", "gemma3_text")
 
 
 def adds_bos(tokenizer) -> bool:
@@ -27,12 +35,17 @@ def adds_bos(tokenizer) -> bool:
     return bos is not None and tokenizer("The")["input_ids"][:1] == [bos]
 
 
-def resolve_bos(policy: str, tokenizer) -> str:
-    """The policy that applies to this tokenizer: `auto` resolved; every-window needs a BOS token."""
+def resolve_bos(policy: str, tokenizer, model_type: str | None = None) -> str:
+    """The policy that applies to this tokenizer and model family (`model_type` of the model's
+    config, which `auto` needs); every-window needs a BOS token."""
     if policy not in BOS_POLICIES:
         raise ValueError(f"bos policy {policy!r} is not allowed; choose one of {list(BOS_POLICIES)}")
     if policy == "auto":
-        return "every-window" if adds_bos(tokenizer) else "none"
+        if model_type is None:
+            raise ValueError("bos policy 'auto' depends on the model's family: pass its config's model_type")
+        if model_type not in EVERY_WINDOW_FAMILIES:
+            return "text-start" if adds_bos(tokenizer) else "none"
+        policy = "every-window"
     if policy == "every-window" and tokenizer.bos_token_id is None:
         raise ValueError("bos policy 'every-window' needs a BOS token, and this tokenizer has none "
                          "(bos_token is unset); use 'none'")

