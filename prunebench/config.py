@@ -85,14 +85,12 @@ def seed_ratios(config: dict[str, Any]) -> list[str]:
 
 
 def runs_at(config: dict[str, Any], ratio: str, tune: str = "none") -> list[str]:
-    """The runs evaluated at a ratio label, in config order: each method's main seed, its further
-    seeds (w/o tune, at the seed ratios), only methods with recovery for tune "lora"."""
-    out, seeded = [], tune == "none" and ratio in seed_ratios(config)
-    for name, method in config["methods"].items():
-        if tune == "none" or method.get("tune", True):
-            out.append(name)
-        if seeded:
-            out += [run_name(name, s) for s in method_seeds(config, name)[1:]]
+    """The runs evaluated at a ratio label, in config order: each method's main seed (only methods
+    with recovery for tune "lora"), then the further seeds (w/o tune, at the seed ratios). Seeds
+    come last so that a later config file adding seeds to a method moves no main run."""
+    out = [name for name, method in config["methods"].items() if tune == "none" or method.get("tune", True)]
+    if tune == "none" and ratio in seed_ratios(config):
+        out += [run_name(name, s) for name in config["methods"] for s in method_seeds(config, name)[1:]]
     return out
 
 

@@ -181,8 +181,10 @@ def tiny_suite_config(model_dir: Path, data_root: Path, tune: dict[str, bool] | 
     file elsewhere)."""
     import yaml
 
-    entries = {name: entry for file in ("default", "extended")
-               for name, entry in yaml.safe_load((REPO / "config" / f"{file}.yaml").read_text())["methods"].items()}
+    entries: dict[str, dict] = {}
+    for file in ("default", "extended"):  # merged as snakemake merges the two files: extended's seeds join
+        for name, entry in yaml.safe_load((REPO / "config" / f"{file}.yaml").read_text())["methods"].items():
+            entries[name] = {**entries.get(name, {}), **entry}
     default = yaml.safe_load((REPO / "config" / "default.yaml").read_text())
     small_calibration = {"corpus": "c4", "nsamples": 8, "seqlen": 32}
     methods = {name: dict(entries[name], tune=tuned) for name, tuned in (tune or TINY_METHODS).items()}

@@ -160,3 +160,22 @@ def test_full_pass_gives_the_subsample_and_the_full_test_set():
     assert both["ppl"] == pytest.approx(subsample["ppl"], rel=1e-12)
     assert both["full"]["ppl"] == pytest.approx(full["ppl"], rel=1e-12) and both["ppl"] != full["ppl"]
     assert "full" not in perplexity(model, ids, seqlen=8, max_windows=None, full=True)  # nothing to add
+
+
+def test_the_dense_models_full_task_sets_come_beside_the_subsample(installed, tokenizer):
+    """`full_zeroshot`: every document of the task under "full" (OBQA: 500), the subsample's
+    numbers and items as without it; a later seeded draw of 500 of 500 documents is the same set."""
+    from conftest import tiny_model
+
+    from prunebench.evaluation.evaluate import evaluate
+
+    settings = {"perplexity": {"datasets": [], "seqlen": 32, "batch_size": 4},
+                "zeroshot": {"tasks": ["openbookqa"], "limit": 6, "seed": 0, "batch_size": 8, "scorer": "shared-context"}}
+    model = tiny_model()
+    sub, sub_items = evaluate(model, tokenizer, settings, installed)
+    both, both_items = evaluate(model, tokenizer, settings, installed, full_zeroshot=True)
+    full = evaluate_zeroshot(model, tokenizer, ["openbookqa"], installed, limit=500, batch_size=8)["openbookqa"]
+    assert both["zeroshot"]["openbookqa"]["full"] == {"value": full["value"], "stderr": full["stderr"], "docs": 500}
+    assert both["zeroshot"]["openbookqa"]["value"] == sub["zeroshot"]["openbookqa"]["value"]
+    assert both_items[0].equals(sub_items[0]) and len(both_items[0]) == 6
+    assert "full" not in sub["zeroshot"]["openbookqa"]

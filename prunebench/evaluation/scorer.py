@@ -30,6 +30,7 @@ Request = tuple[tuple[str, str] | None, list[int], list[int]]
 # A pass holds up to 4 x batch sequences and batch x 64 tokens with padding: a CPU's matrix units
 # want a few hundred tokens per pass, and sequences sorted by length pad little.
 ROWS_PER_BATCH, TOKENS_PER_ROW = 4, 64
+SHARED_SCALE = 4
 
 
 class SharedContextLM(HFLM):
@@ -53,7 +54,8 @@ class SharedContextLM(HFLM):
         answers: list[tuple[float, bool] | None] = [None] * len(requests)
         chunks = [(self._score_alone, alone[p]) for p in
                   _passes([len(c) + len(requests[by_context[c][0]][2]) for c in alone], batch)]
-        chunks += [(self._score_shared, shared[p]) for p in _passes([len(c) for c in shared], batch)]
+        # shared contexts in larger passes: their continuations, sorted again, then pad less
+        chunks += [(self._score_shared, shared[p]) for p in _passes([len(c) for c in shared], batch, SHARED_SCALE)]
         for score, contexts in tqdm(chunks, disable=disable_tqdm or self.rank != 0, desc="Scoring contexts"):
             rows = [(i, c, requests[i][2]) for c in contexts for i in by_context[c]]
             for (i, _, _), answer in zip(rows, score(rows, batch)):
@@ -140,15 +142,15 @@ class SharedContextLM(HFLM):
         return self._log_softmax(out.logits).split(real.sum(1).tolist())
 
 
-def _passes(lengths: list[int], batch: int) -> list[slice]:
+def _passes(lengths: list[int], batch: int, scale: int = 1) -> list[slice]:
     """Consecutive spans of `lengths` (sorted longest first) of at most ROWS_PER_BATCH x `batch`
-    sequences whose padded size, the first one's length times their number, stays within
-    TOKENS_PER_ROW x `batch` tokens (one sequence at least)."""
+    x `scale` sequences whose padded size, the first one's length times their number, stays within
+    TOKENS_PER_ROW x `batch` x `scale` tokens (one sequence at least)."""
     spans, start = [], 0
     while start < len(lengths):
         end = start + 1
-        while (end < len(lengths) and end - start < ROWS_PER_BATCH * batch
-               and lengths[start] * (end + 1 - start) <= TOKENS_PER_ROW * batch):
+        while (end < len(lengths) and end - start < ROWS_PER_BATCH * batch * scale
+               and lengths[start] * (end + 1 - start) <= TOKENS_PER_ROW * batch * scale):
             end += 1
         spans.append(slice(start, end))
         start = end
