@@ -20,6 +20,8 @@ code instead takes the per-channel magnitude and the L2 norm over a head's chann
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from prunebench.calibration import Calibration
@@ -56,6 +58,13 @@ def prune(model, ratio: float, calib: Calibration, *,
         "axes": list(axes), "attention_unit": attention_unit, "aggregation": "batch=L2, seq=mean",
         "units_removed_per_layer": units, "channels_kept_per_layer": channels, "hidden_kept": kept_hidden,
         "hidden_importance": hidden.tolist()})
+
+
+def mask_problem(params: dict) -> str | None:
+    """Why a config entry with `mask: true` cannot run (read by the config check), or None."""
+    axes = params.get("axes", inspect.signature(prune).parameters["axes"].default)
+    return ("the hidden axis has no masked form (RMSNorm's mean runs over every channel); "
+            "use mask: false or axes without hidden") if "hidden" in axes else None
 
 
 def importances(calib: Calibration, shapes: Shapes) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:

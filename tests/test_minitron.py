@@ -148,6 +148,27 @@ def test_axes_are_checked_when_the_config_is_parsed():
             check_params(module, {"axes": bad})
 
 
+def test_the_config_entries_pass_the_config_check_and_masking_the_hidden_axis_does_not(tiny_dir):
+    import yaml
+
+    from prunebench.config import ConfigError, check_config
+
+    config = yaml.safe_load((REPO / "config" / "default.yaml").read_text())
+    config["models"] = {"tiny": {"source": f"path:{tiny_dir}"}}
+    for file in ("extended", "paper"):
+        entry = yaml.safe_load((REPO / "config" / f"{file}.yaml").read_text())["methods"]["minitron"]
+        config["methods"] = {"minitron": entry}
+        check_config(config, verify_data=False)
+    config["methods"] = {"minitron": dict(entry, mask=True)}
+    with pytest.raises(ConfigError, match="methods.minitron: mask: true is not possible: the hidden axis has no"):
+        check_config(config, verify_data=False)
+    config["methods"] = {"minitron": dict(entry, mask=True, params={"axes": ["heads", "mlp"]})}
+    check_config(config, verify_data=False)
+    config["methods"] = {"minitron": dict(entry, params={"axes": ["mlp", "embedding"]})}
+    with pytest.raises(ConfigError, match="methods.minitron.params: parameter axes=\\['mlp', 'embedding'\\]"):
+        check_config(config, verify_data=False)
+
+
 def test_heads_alone_cannot_reach_half_and_the_budget_check_says_so():
     model = tiny_model()
     calib = Calibration(activations=collect_activation_stats(model, tokens(8, 32)))
@@ -209,6 +230,18 @@ def test_hidden_removal_is_masking_with_the_norm_over_kept_channels(name):
     for norm in _hidden_norms(naive):
         norm._forward_hooks.clear()
     assert (logits(naive, ids) - logits(removed, ids)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_without_the_hidden_axis_removal_is_plain_masking(name):
+    model = family_model(name)
+    calib = Calibration(activations=collect_activation_stats(model, tokens(8, 32)))
+    removed, masked = copy.deepcopy(model), copy.deepcopy(model)
+    params = {"axes": ["heads", "mlp"], "attention_unit": "query_heads"}
+    prune_model(removed, method_module("minitron"), 0.5, calib, params)
+    prune_model(masked, method_module("minitron"), 0.5, calib, params, mask=True)
+    ids = tokens(2, 24, seed=1)
+    torch.testing.assert_close(logits(removed, ids), logits(masked, ids), atol=1e-5, rtol=1e-5)
 
 
 def test_gemma_embedding_scale_follows_the_hidden_size_and_the_rows_absorb_it():
