@@ -77,13 +77,15 @@ def test_importances_match_the_hand_computed_magnitudes():
                                    rtol=1e-6, atol=1e-7, msg=key)
     heads, mlp, hidden = method_module("minitron").importances(Calibration(activations=stats), Shapes.of(model))
     torch.testing.assert_close(hidden, torch.tensor([4, 8 * u, 4 * u, 0], dtype=torch.float64), rtol=1e-6, atol=1e-7)
-    # the lowest go: head 1 (2u < sqrt(4 + 16u^2)); at 0.5 one head of two stays and the hidden size,
-    # a multiple of both head counts, is 2 (0.71 x 4 to a multiple of 2): channels 0 and 1, the highest.
-    # With [mlp] at 0.4 one MLP channel of 4 stays (layer: 64 attention + 4 x 12 MLP parameters;
-    # (0.6 x 112 - 64) / 12 rounds to 0, at least 1 stays): channel 0
+    # The lowest go. [heads, mlp] at 0.5 (k = 0.5: one head of two): head 1 (2u < sqrt(4 + 16u^2)).
+    # All axes at 0.5: the hidden size, a multiple of the 2 heads, is 2 (0.71 x 4 to a multiple of 2):
+    # channels 0 and 1, the highest. With [mlp] at 0.4 one MLP channel of 4 stays (layer: 64 attention
+    # + 4 x 12 MLP parameters; (0.6 x 112 - 64) / 12 rounds to 0, at least 1 stays): channel 0.
     calib = Calibration(activations=stats)
+    plan = prune_model(copy.deepcopy(model), method_module("minitron"), 0.5, calib, {"axes": ["heads", "mlp"]})
+    assert plan.layers[0].q_heads == [0] and plan.hidden_channels is None
     plan = prune_model(copy.deepcopy(model), method_module("minitron"), 0.5, calib, {})
-    assert plan.layers[0].q_heads == [0] and plan.hidden_channels == [0, 1]
+    assert plan.hidden_channels == [0, 1]
     plan = prune_model(copy.deepcopy(model), method_module("minitron"), 0.4, calib, {"axes": ["mlp"]})
     assert plan.layers[0].channels == [0] and plan.hidden_channels is None
 
@@ -107,12 +109,14 @@ def test_statistics_keep_the_magnitudes_through_save_and_load(tmp_path):
 
 # The tiny GQA LLaMA: hidden 64, 2 KV groups of 2 heads (head_dim 16), MLP 96; a layer holds 2 x 6144
 # attention + 96 x 192 MLP = 30720 parameters. At 0.5: [mlp] keeps (15360 - 12288) / 192 = 16
-# channels; [heads, mlp] one group, (15360 - 6144) / 192 = 48; [hidden] 32 channels; all three:
-# k = sqrt(0.5), one group of two (0.29 x 2 rounds to 1), hidden 45.25 to a multiple of 4 (the dense
-# and kept head counts' lcm) = 44, then (15360 - 4224) / 132 = 84.4 -> 84 channels (a group at
-# hidden 44 is 2*2*44*16 + 2*44*16 = 4224).
+# channels; [heads, mlp] one group (k = 0.5), (15360 - 6144) / 192 = 48; [hidden] 32 channels; all
+# three: k = sqrt(0.5), no group (int(0.29 x 2) = 0), hidden 45.25 to a multiple of the 4 heads = 44,
+# then (15360 - 8448) / 132 = 52.4 -> 52 channels (a group at hidden 44: 2*2*44*16 + 2*44*16 = 4224);
+# at 0.8 (k = 0.45) one group goes (int(1.1)): hidden 28.6 to a multiple of lcm(4, 2) = 28, then
+# (6144 - 2688) / 84 = 41.1 -> 41 channels (a group at hidden 28: 2*2*28*16 + 2*28*16 = 2688).
 WIDTHS = {(("mlp",), 0.5): (0, 16, 64), (("heads", "mlp"), 0.5): (1, 48, 64), (("hidden",), 0.5): (0, 96, 32),
-          (("heads", "mlp", "hidden"), 0.5): (1, 84, 44), (("mlp",), 0.2): (0, 64, 64),
+          (("heads", "mlp", "hidden"), 0.5): (0, 52, 44), (("heads", "mlp", "hidden"), 0.8): (1, 41, 28),
+          (("mlp",), 0.2): (0, 64, 64),
           (("heads", "mlp"), 0.2): (0, 64, 64)}
 
 
@@ -290,8 +294,11 @@ def test_minitron_models_load_with_plain_from_pretrained(tmp_path, tokenizer):
         model = family_model(name)
         stats = collect_activation_stats(model, tokens(8, 32))
         pruned = copy.deepcopy(model)
-        prune_model(pruned, method_module("minitron"), 0.5, Calibration(activations=stats),
+        # at 0.8 every axis shrinks: query heads of every group, the hidden size, the MLP
+        prune_model(pruned, method_module("minitron"), 0.8, Calibration(activations=stats),
                     {"axes": ["heads", "mlp", "hidden"], "attention_unit": "query_heads"})
+        assert pruned.model.layers[0].self_attn.o_proj.in_features < model.model.layers[0].self_attn.o_proj.in_features
+        assert pruned.config.hidden_size < 64
         pruned.save_pretrained(tmp_path / name)
         plain_config(pruned).save_pretrained(tmp_path / name)  # replaces the saved config.json
         expected[name] = logits(pruned, ids)

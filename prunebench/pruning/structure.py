@@ -475,9 +475,11 @@ def width_counts(shapes: Shapes, ratio: float, axes: tuple[str, ...] | list[str]
     every layer alike loses `ratio` of the decoder's attention+MLP parameters, pruning only `axes`.
 
     The axes share one kept fraction k, solved on continuous widths (attention scaled as a whole):
-    heads and hidden channels are rounded to it (a layer keeps at least one attention unit, so that
-    it stays a plain HF attention), then the MLP channels, or without `mlp` the hidden size, are
-    solved for the budget given the rounded rest, as close as whole channels allow. Attention alone
+    int((1 - k) * units) attention units go (floored, as every uniform structure here floors its
+    head count: a unit is a large step, SmolLM2 has 3 KV groups; a layer keeps at least one, so that
+    it stays a plain HF attention), the hidden size is rounded to k, then the MLP channels, or
+    without `mlp` the hidden size, are solved for the budget given the rest, as close as whole
+    channels allow. Attention alone
     cannot follow a ratio finer than its units: the budget check then refuses the plan.
     The hidden size is a multiple of both the dense and the kept number of query heads: transformers
     refuses a LLaMA or Gemma-3 config whose hidden_size is not a multiple of num_attention_heads,
@@ -499,7 +501,7 @@ def width_counts(shapes: Shapes, ratio: float, axes: tuple[str, ...] | list[str]
         low, high = (mid, high) if kept(mid) < target else (low, mid)
     k = high
     n_units = shapes.units(unit)
-    units = min(round((1 - k) * n_units), n_units - 1) if "heads" in axes else 0
+    units = min(int((1 - k) * n_units + 1e-9), n_units - 1) if "heads" in axes else 0  # 1e-9: k is bisected
     kept_heads = (n_units - units) * shapes.group_size if unit == "kv_group" else shapes.kv_heads * (n_units - units)
     step = math.lcm(shapes.heads, kept_heads)
     to_step = lambda h: min(max(round(h / step), 1) * step, shapes.hidden)  # noqa: E731
