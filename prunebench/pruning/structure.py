@@ -479,8 +479,8 @@ def width_counts(shapes: Shapes, ratio: float, axes: tuple[str, ...] | list[str]
     head count: a unit is a large step, SmolLM2 has 3 KV groups; a layer keeps at least one, so that
     it stays a plain HF attention), the hidden size is rounded to k, then the MLP channels, or
     without `mlp` the hidden size, are solved for the budget given the rest, as close as whole
-    channels allow. Attention alone
-    cannot follow a ratio finer than its units: the budget check then refuses the plan.
+    channels allow. Attention alone cannot follow a ratio finer than its units: the budget check
+    then refuses the plan.
     The hidden size is a multiple of both the dense and the kept number of query heads: transformers
     refuses a LLaMA or Gemma-3 config whose hidden_size is not a multiple of num_attention_heads,
     and both the checkpoint's config (dense heads) and the plain one (kept heads) must load."""
