@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO, greedy_without_cache, tiny_model, tokens
-from test_families import FAMILIES, every_cut, family_model, projection_params
+from test_families import FAMILIES, assert_lora_trains_and_merges, every_cut, family_model, projection_params
 
 from methods import method_module
 from prunebench.calibration import Calibration
@@ -282,6 +282,13 @@ def test_hidden_pruned_model_reloads_and_generates_with_its_cache(name, tmp_path
     with torch.no_grad():
         cached = reloaded.generate(prompt, max_new_tokens=10, do_sample=False, use_cache=True)  # crosses window 8
     assert torch.equal(cached, greedy_without_cache(pruned, prompt, 10))
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma3_text"])
+def test_lora_recovery_on_a_hidden_pruned_model(name, tokenizer):
+    model = family_model(name)
+    stats = collect_activation_stats(model, tokens(8, 32))
+    assert_lora_trains_and_merges(apply_plan(copy.deepcopy(model), hidden_plan(model, stats), stats), tokenizer)
 
 
 def test_minitron_models_load_with_plain_from_pretrained(tmp_path, tokenizer):
