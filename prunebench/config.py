@@ -196,6 +196,9 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
             check_params(module, method.get("params") or {})
         except ValueError as err:
             raise ValueError(f"methods.{name}.params: {err}") from None
+        why_not_masked = getattr(module, "mask_problem", lambda _params: None)(method.get("params") or {})
+        if method.get("mask") and why_not_masked:
+            raise ValueError(f"methods.{name}: mask: true is not possible: {why_not_masked}")
         cal = method.get("calibration")
         if module.NEEDS and not cal:
             raise ValueError(f"method {name!r} ({method['module']}) needs a `calibration` entry "

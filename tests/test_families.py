@@ -145,16 +145,23 @@ def test_flops_count_the_family_head_dim(family):
     assert flops_per_token(pruned, 128) == FLOPS[name][1]
 
 
+LORA_EXAMPLES = [{"instruction": f"Count to {i}.", "input": "", "output": " ".join(map(str, range(i)))}
+                 for i in range(2, 10)]
+LORA_SETTINGS = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": list(PROJECTIONS), "steps": 2, "micro_batch": 2,
+                 "batch": 2, "cutoff": 96, "lr": 1e-2, "warmup": 0, "val_size": 2, "eval_every": 1,
+                 "weight_decay": 0.0, "max_grad_norm": 1.0}
+
+
 def test_lora_recovery_trains_and_merges(family):
     _, model, tokenizer = family
     pruned = apply_plan(copy.deepcopy(model), every_cut(model), collect_activation_stats(model, tokens(4, 16)))
+    assert_lora_trains_and_merges(pruned, tokenizer)
+
+
+def assert_lora_trains_and_merges(pruned, tokenizer) -> None:
+    """LoRA recovery on `pruned` learns, and the merged model is the adapted one, shapes unchanged."""
     shapes = layer_shapes(pruned)
-    examples = [{"instruction": f"Count to {i}.", "input": "", "output": " ".join(map(str, range(i)))}
-                for i in range(2, 10)]
-    settings = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": list(PROJECTIONS), "steps": 2, "micro_batch": 2,
-                "batch": 2, "cutoff": 96, "lr": 1e-2, "warmup": 0, "val_size": 2, "eval_every": 1, "weight_decay": 0.0,
-                "max_grad_norm": 1.0}
-    peft_model, log = train_lora(pruned, tokenizer, examples, settings)
+    peft_model, log = train_lora(pruned, tokenizer, LORA_EXAMPLES, LORA_SETTINGS)
     assert log["best_val_loss"] < log["val_loss"][0][1]  # the adapters learned something
     ids = tokens(2, 16, seed=2)
     adapted = logits(peft_model, ids)

@@ -10,6 +10,7 @@ that scores units and chooses the structure; `prune_model` then removes them for
 from __future__ import annotations
 
 import difflib
+import math
 import inspect
 import typing
 from types import ModuleType
@@ -55,6 +56,11 @@ def check_params(module: ModuleType, params: dict[str, Any]) -> None:
         if choices and value not in choices:
             raise ValueError(f"parameter {key}={value!r} of method {_name(module)!r} "
                              f"is not allowed; choose one of {list(choices)}")
+        items = _literal_list_choices(hints.get(key))
+        if items and (not isinstance(value, (list, tuple)) or not value or len(set(value)) != len(value)
+                      or any(v not in items for v in value)):
+            raise ValueError(f"parameter {key}={value!r} of method {_name(module)!r} is not allowed; give a "
+                             f"non-empty list of distinct values from {list(items)}")
 
 
 def _literal_choices(hint) -> tuple:
@@ -63,16 +69,26 @@ def _literal_choices(hint) -> tuple:
     return ()
 
 
+def _literal_list_choices(hint) -> tuple:
+    """The allowed items of a `list[Literal[...]]` (or tuple) parameter, else ()."""
+    if typing.get_origin(hint) in (list, tuple) and len(args := typing.get_args(hint)) >= 1:
+        return _literal_choices(args[0])
+    return ()
+
+
 def check_budget(plan: PruningPlan, shapes: Shapes, ratio: float, method: str) -> None:
     """Refuse a plan that removes nothing, or whose removed parameters miss `ratio` of the prunable
     ones by more than one unit in each layer it changes (a KV group; a whole layer where the plan
-    removes it): the coarsest step its structure could have taken."""
+    removes it), and one hidden channel where it shrinks the hidden size: the coarsest steps its
+    structure could have taken."""
     target = ratio * shapes.prunable_params
     removed = shapes.prunable_params - plan.kept_params(shapes)
     dense = (shapes.heads, shapes.kv_heads, shapes.intermediate)
     steps = [shapes.layer_params if i in plan.removed_layers else shapes.unit_cost
              for i, keep in enumerate(plan.layers)
              if i in plan.removed_layers or (len(keep.q_heads), len(keep.kv_heads), len(keep.channels)) != dense]
+    if plan.kept_hidden(shapes) < shapes.hidden:  # a hidden channel: its share of every kept projection
+        steps.append(math.ceil(plan.kept_params(shapes) / plan.kept_hidden(shapes)))
     fraction = removed / shapes.prunable_params
     if removed == 0:
         raise ValueError(f"method {method!r} at ratio {ratio:g} removes nothing from this model "

@@ -17,7 +17,8 @@ from ..io import atomic_dir, read_json, write_json
 from ..sources.datasets import sha256_file
 from ..sources.models import head_dim_of
 
-__all__ = ["CheckpointError", "layer_shapes", "save_pruned", "load_pruned", "verify_checkpoint", "content_hash"]
+__all__ = ["CheckpointError", "layer_shapes", "plain_config", "save_pruned", "load_pruned", "verify_checkpoint",
+           "content_hash"]
 
 FORMAT = "prunebench.pruned/1"
 INFO = "pruning.json"
@@ -41,6 +42,28 @@ def layer_shapes(model) -> list[dict[str, Any]]:
             "down_proj_bias": mlp.down_proj.bias is not None,
         })
     return shapes
+
+
+def plain_config(model):
+    """The standard HF config describing `model` when every layer has the same shapes (uniform width
+    pruning, e.g. Minitron): its weights then load with plain `from_pretrained`, no pruning.json.
+    Refuses a model whose layers differ, lack attention, or carry output biases its class lacks."""
+    import copy
+
+    shapes = layer_shapes(model)
+    first = shapes[0]
+    plain = {"heads": first["heads"], "kv_heads": first["kv_heads"], "channels": first["channels"],
+             "o_proj_bias": bool(getattr(model.config, "attention_bias", False)),
+             "down_proj_bias": bool(getattr(model.config, "mlp_bias", False))}
+    odd = [i for i, shape in enumerate(shapes) if shape != plain or not shape["heads"]]
+    if odd:
+        raise ValueError(f"layers {odd} differ from layer 0's {plain} (or have no attention / an added output "
+                         "bias): no standard config describes this model; load it with load_pruned")
+    config = copy.deepcopy(model.config)
+    config.num_attention_heads, config.num_key_value_heads = first["heads"], first["kv_heads"]
+    config.intermediate_size = first["channels"]
+    config.head_dim = head_dim_of(model.config)
+    return config
 
 
 def save_pruned(model, tokenizer, path: str | os.PathLike, info: dict[str, Any] | None = None) -> None:

@@ -6,11 +6,14 @@ Two attention units keep every pruned layer a valid grouped-query attention:
   query_heads  a query-head rank: one query head from every KV group of the layer (each group's
                lowest-scoring one), k/v kept until the last rank goes; with few kv heads (one in
                small Gemma-3 models, three in SmolLM2) the attention stays prunable at a finer grain
-An MLP unit is one intermediate channel (gate/up row, down column). Costs are the parameters a
+An MLP unit is one intermediate channel (gate/up row, down column). A hidden channel (Minitron's
+embedding axis) is one channel of the residual stream, removed from the embedding, every norm,
+every projection and the LM head alike (`PruningPlan.hidden_channels`). Costs are the parameters a
 unit takes away, read from the model's real shapes (biases included).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -20,7 +23,7 @@ import torch
 __all__ = ["AttentionUnit", "ATTENTION_UNITS", "Shapes", "LayerKeep", "PruningPlan", "group_scores", "unit_scores",
            "keep_heads", "attention_plan", "standardize", "uniform_counts", "channels_for_budget", "rank_order",
            "keep_top", "keep_uniform", "uniform_plan", "keep_global", "local_counts", "solve_local_ratio",
-           "RoundTo", "round_widths", "layers_for_ratio", "depth_plan"]
+           "RoundTo", "round_widths", "layers_for_ratio", "depth_plan", "WidthAxis", "WIDTH_AXES", "width_counts"]
 
 # Widths the kernels like: a width method's `round_to` makes kept widths multiples of one of these.
 RoundTo = Literal[1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -39,6 +42,8 @@ class Shapes:
     intermediate: int
     qkv_bias: bool = False  # q/k/v rows carry biases (Qwen2): they go with their heads
     mlp_bias: bool = False  # gate/up rows carry biases
+    vocab: int = 0  # embedding rows (for the embedding and LM head, reported apart from `ratio`)
+    tied: bool = True  # the LM head shares the embedding's weight
 
     @classmethod
     def of(cls, model) -> "Shapes":
@@ -48,7 +53,17 @@ class Shapes:
         arch = architecture(model.config)
         layer = model.model.layers[0]
         return cls(**{k: arch[k] for k in ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate")},
-                   qkv_bias=layer.self_attn.q_proj.bias is not None, mlp_bias=layer.mlp.gate_proj.bias is not None)
+                   qkv_bias=layer.self_attn.q_proj.bias is not None, mlp_bias=layer.mlp.gate_proj.bias is not None,
+                   vocab=model.config.vocab_size,
+                   tied=model.get_output_embeddings().weight is model.get_input_embeddings().weight)
+
+    def with_hidden(self, hidden: int) -> "Shapes":
+        """These shapes with `hidden` residual channels: every projection's cost follows it."""
+        return dataclasses.replace(self, hidden=hidden)
+
+    def embedding_params(self) -> dict[str, int]:
+        """Embedding and (untied) LM head parameters: not in `ratio`'s denominator."""
+        return {"embedding": self.vocab * self.hidden, "lm_head": 0 if self.tied else self.vocab * self.hidden}
 
     @property
     def group_size(self) -> int:
@@ -110,12 +125,15 @@ class LayerKeep:
 @dataclass
 class PruningPlan:
     """Per original decoder layer what it keeps; `removed_layers` (original indices) are removed
-    whole (depth pruning), their `layers` entries are then ignored."""
+    whole (depth pruning), their `layers` entries are then ignored. `hidden_channels`: the residual
+    channels the whole model keeps (None: all); every layer, the embedding, the norms and the LM
+    head lose the others (Minitron's embedding axis)."""
 
     layers: list[LayerKeep]
     compensate: bool = False  # add W[:, removed] @ mean[removed] to the output bias (FLAP)
     details: dict[str, Any] = field(default_factory=dict)
     removed_layers: list[int] = field(default_factory=list)
+    hidden_channels: list[int] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.layers)
@@ -125,6 +143,16 @@ class PruningPlan:
         if len(self.removed_layers) == n:
             raise ValueError(f"removing all {n} decoder layers leaves no model; at least one must remain")
         self.removed_layers = sorted(self.removed_layers)
+        if self.hidden_channels is not None:
+            kept = sorted(self.hidden_channels)
+            if not kept or len(set(kept)) != len(kept) or kept[0] < 0:
+                raise ValueError(f"hidden_channels must be distinct non-negative channel indices, at least one; "
+                                 f"got {len(self.hidden_channels)} with duplicates or negatives")
+            self.hidden_channels = kept
+
+    def kept_hidden(self, shapes: Shapes) -> int:
+        """Residual channels left: every projection's width along the hidden axis."""
+        return shapes.hidden if self.hidden_channels is None else len(self.hidden_channels)
 
     @classmethod
     def from_units(cls, shapes: Shapes, kept_units: list[list[int]], kept_channels: list[list[int]],
@@ -142,8 +170,10 @@ class PruningPlan:
                               **kwargs)
 
     def kept_params(self, shapes: Shapes) -> int:
-        return sum(len(k.q_heads) * shapes.head_cost + len(k.kv_heads) * shapes.kv_cost
-                   + len(k.channels) * shapes.channel_cost
+        """Decoder attention + MLP parameters left (each projection as wide as the kept hidden size)."""
+        kept = shapes.with_hidden(self.kept_hidden(shapes))
+        return sum(len(k.q_heads) * kept.head_cost + len(k.kv_heads) * kept.kv_cost
+                   + len(k.channels) * kept.channel_cost
                    for i, k in enumerate(self.layers) if i not in self.removed_layers)
 
     def summary(self, shapes: Shapes) -> dict[str, Any]:
@@ -156,8 +186,12 @@ class PruningPlan:
             "kept_heads": per_layer(lambda k: len(k.q_heads)),
             "kept_channels": per_layer(lambda k: len(k.channels)),
             "removed_layers": list(self.removed_layers),
+            "kept_hidden": self.kept_hidden(shapes),
             "prunable_params": shapes.prunable_params,
             "removed_fraction": 1 - self.kept_params(shapes) / shapes.prunable_params,
+            # outside `ratio`'s denominator, reported apart: they shrink only with the hidden size
+            "embedding_params": {"dense": shapes.embedding_params(),
+                                 "kept": shapes.with_hidden(self.kept_hidden(shapes)).embedding_params()},
         }
 
 
@@ -418,3 +452,68 @@ def depth_plan(shapes: Shapes, ratio: float, layer_scores: torch.Tensor, protect
                          f"are not protected ({sorted(protected)})")
     return PruningPlan.without_layers(shapes, order[:n], details={
         **details, "layer_scores": layer_scores.tolist(), "removal_order": order, "layers_removed": n})
+
+
+# --- uniform width on chosen axes (Minitron) -------------------------------------------------------
+
+WidthAxis = Literal["heads", "mlp", "hidden"]  # attention units, MLP channels, residual (embedding) channels
+WIDTH_AXES = get_args(WidthAxis)
+
+
+def _layer_cost(shapes: Shapes, hidden: float, units_removed: int, channels: float, unit: str) -> float:
+    """One layer's attention + MLP parameters at a (possibly fractional) hidden size: every cost is
+    affine in the hidden size, so it is interpolated from the costs at 0 and 1."""
+    def cost(h: int) -> float:
+        s = shapes.with_hidden(h)
+        return s.kv_heads * s.unit_cost - s.attention_removed(unit, units_removed) + channels * s.channel_cost
+
+    return cost(0) + hidden * (cost(1) - cost(0))
+
+
+def width_counts(shapes: Shapes, ratio: float, axes: tuple[str, ...] | list[str],
+                 unit: str = "kv_group") -> tuple[int, int, int]:
+    """(attention units removed per layer, MLP channels kept per layer, hidden channels kept) so that
+    every layer alike loses `ratio` of the decoder's attention+MLP parameters, pruning only `axes`.
+
+    The axes share one kept fraction k, solved on continuous widths (attention scaled as a whole):
+    int((1 - k) * units) attention units go (floored, as every uniform structure here floors its
+    head count: a unit is a large step, SmolLM2 has 3 KV groups; a layer keeps at least one, so that
+    it stays a plain HF attention), the hidden size is rounded to k, then the MLP channels, or
+    without `mlp` the hidden size, are solved for the budget given the rest, as close as whole
+    channels allow. Attention alone cannot follow a ratio finer than its units: the budget check
+    then refuses the plan.
+    The hidden size is a multiple of both the dense and the kept number of query heads: transformers
+    refuses a LLaMA or Gemma-3 config whose hidden_size is not a multiple of num_attention_heads,
+    and both the checkpoint's config (dense heads) and the plain one (kept heads) must load."""
+    bad = [a for a in axes if a not in WIDTH_AXES]
+    if bad or not axes or len(set(axes)) != len(axes):
+        raise ValueError(f"width axes {list(axes)} are not allowed: give distinct values from {list(WIDTH_AXES)}")
+    target = (1 - ratio) * shapes.layer_params
+
+    def kept(k: float) -> float:
+        hidden = k * shapes.hidden if "hidden" in axes else shapes.hidden
+        attention = _layer_cost(shapes, hidden, 0, 0, unit) * (k if "heads" in axes else 1)
+        channels = k * shapes.intermediate if "mlp" in axes else shapes.intermediate
+        return attention + _layer_cost(shapes, hidden, 0, channels, unit) - _layer_cost(shapes, hidden, 0, 0, unit)
+
+    low, high = 0.0, 1.0  # kept(k) grows with k: bisection
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if kept(mid) < target else (low, mid)
+    k = high
+    n_units = shapes.units(unit)
+    units = min(int((1 - k) * n_units + 1e-9), n_units - 1) if "heads" in axes else 0  # 1e-9: k is bisected
+    kept_heads = (n_units - units) * shapes.group_size if unit == "kv_group" else shapes.kv_heads * (n_units - units)
+    step = math.lcm(shapes.heads, kept_heads)
+    to_step = lambda h: min(max(round(h / step), 1) * step, shapes.hidden)  # noqa: E731
+    hidden = to_step(k * shapes.hidden) if "hidden" in axes else shapes.hidden
+    channels = shapes.intermediate
+    if "mlp" in axes:
+        base = _layer_cost(shapes, hidden, units, 0, unit)
+        per_channel = _layer_cost(shapes, hidden, units, 1, unit) - base
+        channels = min(max(round((target - base) / per_channel), 1), shapes.intermediate)
+    elif "hidden" in axes:
+        base = _layer_cost(shapes, 0, units, channels, unit)
+        slope = _layer_cost(shapes, 1, units, channels, unit) - base
+        hidden = to_step((target - base) / slope)
+    return units, channels, hidden

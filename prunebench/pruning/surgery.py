@@ -4,6 +4,18 @@ Removal slices q/k/v rows, o_proj columns, gate/up rows and down_proj columns; l
 with different widths. Masking zeroes the same rows and columns but keeps the shapes (FLAP's
 `--unstr`); both give the same outputs. With bias compensation the removed inputs' mean
 contribution W[:, removed] @ mean[removed] becomes the output projection's bias.
+
+Hidden channels (`PruningPlan.hidden_channels`) leave the whole residual stream: the embedding's
+columns, every norm's weight, the input columns of q/k/v/gate/up, the output rows of o_proj/down_proj
+(with their biases) and the LM head's columns; the config's hidden_size follows. RMSNorm divides by
+the root mean square over the channels it sees, so removal is not the dense model with those
+channels zeroed (the mean would still run over all of them): it equals the dense model with the
+channels zeroed *and* every RMSNorm's mean taken over the kept channels only (tests/test_minitron.py
+checks this on every family). Hidden removal has no masked form in standard modules.
+An embedding scale that follows the hidden size (Gemma's sqrt(hidden), rebuilt from the config on
+reload) is set to sqrt(kept hidden) and the embedding rows absorb sqrt(dense / kept), so the
+embedding's output is the dense model's; a tied LM head then sees those rows too, which the final
+norm's weight undoes. The pruned model is thus a plain architecture of the smaller hidden size.
 """
 from __future__ import annotations
 
@@ -16,7 +28,14 @@ from ..calibration.activations import ActivationStats
 from ..sources.models import head_dim_of
 from .structure import LayerKeep, PruningPlan
 
-__all__ = ["RemovedAttention", "apply_plan", "layers_removed", "resize_layer"]
+__all__ = ["RemovedAttention", "apply_plan", "layers_removed", "resize_layer", "hidden_removal_problems",
+           "HIDDEN_INPUTS", "HIDDEN_OUTPUTS"]
+
+# Projections that read the residual stream (hidden = input columns) and that write it (output rows).
+HIDDEN_INPUTS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj")
+HIDDEN_OUTPUTS = ("self_attn.o_proj", "mlp.down_proj")
+# Per-head norms inside the attention (Qwen3, Gemma-3): head_dim wide, untouched by the hidden size.
+HEAD_NORM_WEIGHTS = ("self_attn.q_norm.weight", "self_attn.k_norm.weight")
 
 
 class RemovedAttention(nn.Module):
@@ -183,11 +202,116 @@ def layers_removed(model, removed: list[int]):
             module.layer_idx = index
 
 
+# --- hidden size -------------------------------------------------------------------------------
+
+def _layer_norms(layer: nn.Module) -> dict[str, nn.Module]:
+    """The decoder layer's own norms (pre/post norms; not the attention's per-head q/k norms)."""
+    return {name: module for name, module in layer.named_children()
+            if name not in ("self_attn", "mlp") and isinstance(getattr(module, "weight", None), nn.Parameter)}
+
+
+def hidden_removal_problems(model) -> list[str]:
+    """What in `model` the hidden-size surgery would not cut correctly: a parameter it does not know
+    along the hidden axis, or a norm that is not an RMSNorm (a bias, or a mean it subtracts)."""
+    layers = model.model.layers
+    known = {"model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"}
+    for i, layer in enumerate(layers):
+        prefix = f"model.layers.{i}."
+        known |= {prefix + n for n in HEAD_NORM_WEIGHTS}
+        known |= {f"{prefix}{path}.{p}" for path in (*HIDDEN_INPUTS, *HIDDEN_OUTPUTS) for p in ("weight", "bias")}
+        known |= {f"{prefix}{name}.weight" for name in _layer_norms(layer)}
+    problems = [f"{name} {tuple(p.shape)}" for name, p in model.named_parameters() if name not in known]
+    norms = [model.model.norm, *(n for layer in layers for n in _layer_norms(layer).values())]
+    problems += [f"{type(n).__name__} has a bias (a LayerNorm, whose mean removal couples every channel)"
+                 for n in norms if getattr(n, "bias", None) is not None]
+    return problems
+
+
+def _offset_norm(norm: nn.Module) -> bool:
+    """Whether `norm` scales by (1 + weight) (Gemma) rather than by weight: with a zero weight its
+    output is not zero."""
+    saved = norm.weight.detach().clone()
+    norm.weight.zero_()
+    out = norm(torch.ones(1, saved.numel(), dtype=saved.dtype, device=saved.device))
+    norm.weight.copy_(saved)
+    return bool(out.abs().max() > 0)
+
+
+def _slice_norm(norm: nn.Module, kept: torch.Tensor, scale: float = 1.0) -> None:
+    """Keep the `kept` channels of a norm's weight; `scale` multiplies its output (an offset norm's
+    1 + weight is scaled, not its weight)."""
+    w = norm.weight.detach()[kept]
+    if scale != 1.0:
+        w = (1 + w) * scale - 1 if _offset_norm(norm) else w * scale
+    norm.weight = nn.Parameter(w.clone())
+
+
+def _submodule(layer: nn.Module, path: str) -> tuple[nn.Module, str, nn.Module] | None:
+    parent_path, _, name = path.rpartition(".")
+    parent = layer.get_submodule(parent_path)
+    child = getattr(parent, name, None)
+    return (parent, name, child) if child is not None else None
+
+
+def _remove_hidden(model, kept_channels: list[int]) -> None:
+    """Remove every residual channel not in `kept_channels` (see the module docstring)."""
+    config = model.config
+    head_dim = head_dim_of(config)  # fixed before hidden_size changes: some configs derive it from it
+    kept = torch.tensor(kept_channels, dtype=torch.long)
+    embed, head = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = head.weight is embed.weight
+    rescale = 1.0
+    if hasattr(embed, "embed_scale"):  # sqrt(hidden) from the config: follow it, the rows absorb the change
+        rescale = float(embed.embed_scale) / len(kept_channels) ** 0.5
+        embed.embed_scale.fill_(len(kept_channels) ** 0.5)
+        if hasattr(embed, "scalar_embed_scale"):
+            embed.scalar_embed_scale = len(kept_channels) ** 0.5
+    for layer in model.model.layers:
+        for path, rows in [(p, False) for p in HIDDEN_INPUTS] + [(p, True) for p in HIDDEN_OUTPUTS]:
+            found = _submodule(layer, path)
+            if found is not None:  # a RemovedAttention has only its o_proj
+                parent, name, linear = found
+                setattr(parent, name, _slice_linear(linear, rows=kept) if rows else _slice_linear(linear, cols=kept))
+        for norm in _layer_norms(layer).values():
+            _slice_norm(norm, kept)
+    # a tied head multiplies by the rescaled rows: the final norm's output is divided back
+    _slice_norm(model.model.norm, kept, 1 / rescale if tied else 1.0)
+    embed.weight = nn.Parameter(embed.weight.detach()[:, kept] * rescale)
+    embed.embedding_dim = len(kept_channels)
+    if tied:
+        head.weight = embed.weight
+    else:
+        head.weight = nn.Parameter(head.weight.detach()[:, kept].clone())
+    head.in_features = len(kept_channels)
+    config.head_dim = head_dim
+    config.hidden_size = len(kept_channels)
+
+
 @torch.no_grad()
 def apply_plan(model, plan: PruningPlan, stats: ActivationStats | None = None, mask: bool = False):
     """Apply `plan` in place (removal, or masking with `mask=True`) and return the model."""
     if plan.compensate and stats is None:
         raise ValueError("bias compensation needs the activation statistics (their means)")
+    hidden = model.config.hidden_size
+    prune_hidden = plan.hidden_channels is not None and plan.hidden_channels != list(range(hidden))
+    if prune_hidden:
+        if mask:
+            raise ValueError("hidden-size pruning cannot be masked: RMSNorm divides by the mean square over all "
+                             "channels, so zeroed channels would still change it; use removal (mask: false)")
+        if plan.hidden_channels[-1] >= hidden:
+            raise ValueError(f"hidden_channels index {plan.hidden_channels[-1]} is outside the hidden size {hidden}")
+        if len(plan.hidden_channels) % model.config.num_attention_heads:
+            raise ValueError(f"{len(plan.hidden_channels)} hidden channels are not a multiple of the "
+                             f"{model.config.num_attention_heads} attention heads, which transformers requires of a "
+                             "LLaMA or Gemma-3 config (the checkpoint would not save or load)")
+        problems = hidden_removal_problems(model)
+        if problems:
+            from ..sources.families import family_name
+
+            raise ValueError(f"{family_name(model.config.model_type)} ({type(model).__name__}) cannot lose hidden "
+                             f"channels: the surgery does not cut {'; '.join(problems[:5])}. Hidden-size removal "
+                             "handles the embedding, RMSNorms, the seven projections, per-head q/k norms and the LM "
+                             "head; prune the other axes (axes: [heads, mlp])")
     head_dim = head_dim_of(model.config)
     for i, (layer, keep) in enumerate(zip(model.model.layers, plan.layers)):
         if i in plan.removed_layers:
@@ -200,6 +324,8 @@ def apply_plan(model, plan: PruningPlan, stats: ActivationStats | None = None, m
         _prune_mlp(layer.mlp, keep, mlp_mean, mask)
     if plan.removed_layers and not mask:
         _remove_layers(model, plan.removed_layers)
+    if prune_hidden:
+        _remove_hidden(model, plan.hidden_channels)
     return model
 
 

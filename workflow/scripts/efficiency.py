@@ -19,13 +19,15 @@ rows = [{"model": sm.wildcards.model, "method": "dense", "ratio": 0.0, **measure
 print(rows[-1])
 # Speed and memory depend on the layer shapes alone (weights are dense fp32 matrices whatever their
 # values): checkpoints of the same shapes (uniform methods at one ratio, LLM-Pruner's importances,
-# depth methods removing as many layers) are timed once, and the row says which checkpoint was.
+# depth methods removing as many layers) are timed once, and the row says which checkpoint was. The
+# hidden size is part of the shapes (Minitron's hidden axis narrows every layer alike).
 by_shapes = {}
 for key, path in sm.input.items():
     if key == "dense":
         continue
     method, ratio = key.split("/")
-    shapes = repr(read_json(Path(path) / "pruning.json")["layers"])
+    hidden = read_json(Path(path) / "config.json")["hidden_size"]
+    shapes = repr((read_json(Path(path) / "pruning.json")["layers"], hidden))
     if shapes not in by_shapes:
         by_shapes[shapes] = (key, measure(path))
     measured_on, measured = by_shapes[shapes]
