@@ -28,7 +28,8 @@ __all__ = ["SharedContextLM"]
 
 Request = tuple[tuple[str, str] | None, list[int], list[int]]
 # A pass holds up to 4 x batch sequences and batch x 64 tokens with padding: a CPU's matrix units
-# want a few hundred tokens per pass, and sequences sorted by length pad little.
+# want a few hundred tokens per pass, and sequences sorted by length pad little. Shared contexts go
+# in passes 4 times larger, so that their continuations, sorted again, pad less.
 ROWS_PER_BATCH, TOKENS_PER_ROW = 4, 64
 SHARED_SCALE = 4
 
@@ -54,7 +55,6 @@ class SharedContextLM(HFLM):
         answers: list[tuple[float, bool] | None] = [None] * len(requests)
         chunks = [(self._score_alone, alone[p]) for p in
                   _passes([len(c) + len(requests[by_context[c][0]][2]) for c in alone], batch)]
-        # shared contexts in larger passes: their continuations, sorted again, then pad less
         chunks += [(self._score_shared, shared[p]) for p in _passes([len(c) for c in shared], batch, SHARED_SCALE)]
         for score, contexts in tqdm(chunks, disable=disable_tqdm or self.rank != 0, desc="Scoring contexts"):
             rows = [(i, c, requests[i][2]) for c in contexts for i in by_context[c]]
