@@ -86,8 +86,7 @@ def seed_ratios(config: dict[str, Any]) -> list[str]:
 
 def runs_at(config: dict[str, Any], ratio: str, tune: str = "none") -> list[str]:
     """The runs evaluated at a ratio label, in config order: each method's main seed (only methods
-    with recovery for tune "lora"), then the further seeds (w/o tune, at the seed ratios). Seeds
-    come last so that a later config file adding seeds to a method moves no main run."""
+    with recovery for tune "lora"), then the further seeds (w/o tune, at the seed ratios)."""
     out = [name for name, method in config["methods"].items() if tune == "none" or method.get("tune", True)]
     if tune == "none" and ratio in seed_ratios(config):
         out += [run_name(name, s) for name in config["methods"] for s in method_seeds(config, name)[1:]]
@@ -95,12 +94,13 @@ def runs_at(config: dict[str, Any], ratio: str, tune: str = "none") -> list[str]
 
 
 def checkpoint_order(config: dict[str, Any], ratio: str) -> list[tuple[str, str]]:
-    """Every (run, tune) checkpoint at a ratio label in config order, each run's pruned model then
-    its recovered one. An evaluation looks for a bit-identical twin only among the checkpoints
-    before its own, so rows a later config file adds (config/extended.yaml) never put the finished
-    rows' evaluations out of date."""
-    tuned = set(runs_at(config, ratio, "lora"))
-    return [(run, tune) for run in runs_at(config, ratio) for tune in ("none", "lora") if tune == "none" or run in tuned]
+    """Every main (run, tune) checkpoint at a ratio label in config order, each method's pruned
+    model then its recovered one. An evaluation looks for a bit-identical twin only among the
+    checkpoints before its own, so methods a later config file adds (config/extended.yaml) never put
+    the finished rows' evaluations out of date. Further calibration seeds are not in it: evaluated
+    on their own, they neither share nor are shared, so adding seeds or methods moves no run."""
+    tuned = {name for name, method in config["methods"].items() if method.get("tune", True)}
+    return [(run, tune) for run in config["methods"] for tune in ("none", "lora") if tune == "none" or run in tuned]
 
 
 def task_dataset(task: str) -> str:

@@ -134,7 +134,10 @@ def test_lm_eval_gets_and_records_the_policy(policy, which, expected, model_type
     first_tokens = []
     model.register_forward_pre_hook(lambda _m, args, kwargs: first_tokens.extend(
         (args[0] if args else kwargs["input_ids"])[:, 0].tolist()), with_kwargs=True)
-    results = evaluate_zeroshot(model, tok, ["boolq"], data_root, limit=2, batch_size=4, bos=policy)
+    # lm-eval's own loop runs one request per sequence, BOS (if any) first; the shared-context scorer
+    # runs the same requests left-padded (tests/test_scorer.py shows that it scores them alike)
+    results = evaluate_zeroshot(model, tok, ["boolq"], data_root, limit=2, batch_size=4, bos=policy,
+                                scorer="lm-eval")
     assert results["boolq"]["bos"] == expected
     assert first_tokens and all((t == 1) == (expected["requests"] == "every-window") for t in first_tokens)
     assert adds_bos(tok) == (which == "bos")  # the caller's tokenizer is left as it was

@@ -334,6 +334,6 @@ def test_hidden_removal_refuses_what_it_cannot_cut():
     with pytest.raises(ValueError, match="hidden-size pruning cannot be masked"):
         apply_plan(copy.deepcopy(model), plan, mask=True)
     model.model.adapter = torch.nn.Linear(64, 64)  # a module the surgery does not know
-    with pytest.raises(ValueError, match=r"LLaMA-1/2/3 \(LlamaForCausalLM\) cannot lose hidden channels: the surgery "
+    with pytest.raises(ValueError, match=r"LLaMA architecture \(LlamaForCausalLM\) cannot lose hidden channels: the surgery "
                                          r"does not cut model.adapter.weight \(64, 64\)"):
         apply_plan(model, plan)

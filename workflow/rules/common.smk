@@ -120,8 +120,11 @@ def evaluation_inputs(tune):
 
     def inputs(wc):
         own = {"model": checkpoint_dir(wc, wc.method, tune), "dense": dense_dir(wc), "data": eval_data()}
+        order = checkpoint_order(config, wc.ratio)
+        if (wc.method, tune) not in order and wc.method in runs_at(config, wc.ratio, tune):
+            return own  # a further calibration seed: always evaluated on its own
         mine = content_hash(own["model"])
-        for earlier, earlier_tune in checkpoint_order(config, wc.ratio):
+        for earlier, earlier_tune in order:
             if (earlier, earlier_tune) == (wc.method, tune):
                 return own
             if content_hash(checkpoint_dir(wc, earlier, earlier_tune)) == mine:
