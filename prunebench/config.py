@@ -11,14 +11,14 @@ from methods import method_module
 
 from .calibration import CalibrationSpec
 from .evaluation.zeroshot import available_tasks, check_limits, task_config
-from .paths import run_name
+from .paths import run_name, split_run
 from .pruning import check_params, check_ratio
 from .sources.datasets import CORPORA, PERPLEXITY, DataError, alpaca_examples, verify_dataset
 from .sources.models import check_source
 
 __all__ = ["ConfigError", "check_config", "check_unique_keys", "schema_problem", "datasets_needed",
            "evaluation_datasets", "task_dataset", "calibration_of", "method_params", "ratio_label", "method_seeds",
-           "seed_ratios"]
+           "seed_ratios", "run_entry", "curve_tune", "curve_runs", "curve_recovery"]
 
 
 class ConfigError(ValueError):
@@ -79,6 +79,13 @@ def method_seeds(config: dict[str, Any], name: str) -> list[int]:
     return [(method.get("calibration") or {}).get("seed", config["seed"])]
 
 
+def run_entry(config: dict[str, Any], run: str) -> dict[str, Any]:
+    """The config entry a run is pruned by: its method's entry without `seeds` (each run has its own
+    seed), so that giving a method further seeds (config/extended.yaml) leaves the job of its main
+    run as it was, and Snakemake redoes no finished prune."""
+    return {k: v for k, v in config["methods"][split_run(run)[0]].items() if k != "seeds"}
+
+
 def seed_ratios(config: dict[str, Any]) -> list[str]:
     """The ratio labels at which methods prune their seeds after the first (w/o tune)."""
     return [ratio_label(r) for r in config.get("seed_ratios") or config["ratios"]]
@@ -103,6 +110,32 @@ def checkpoint_order(config: dict[str, Any], ratio: str) -> list[tuple[str, str]
     return [(run, tune) for run in config["methods"] for tune in ("none", "lora") if tune == "none" or run in tuned]
 
 
+def curve_tune(steps: int) -> str:
+    """The tune label, and results folder, of a recovery-curve point: "lora-<steps>"."""
+    return f"lora-{steps}"
+
+
+def curve_runs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """(method, ratio label, steps) of every point of the recovery curve (`recovery_curve`): a
+    method's main run recovered with `steps` optimizer steps, beside its pruned row (0 steps) and
+    its default recovered row; each evaluated on its own."""
+    curve = config.get("recovery_curve") or {}
+    return [(method, ratio_label(ratio), steps) for method in curve.get("methods", [])
+            for ratio in curve.get("ratios", []) for steps in curve.get("steps", [])]
+
+
+def curve_recovery(recovery: dict[str, Any], steps: int) -> dict[str, Any]:
+    """The recovery settings of a curve point: the configured recipe for `steps` optimizer steps, a
+    warm-up and validation interval given in whole steps scaled to keep their share of the recipe's
+    own steps (2 of 20 warm-up steps: 25 of 250), so that only the length of training differs."""
+    scaled = dict(recovery, steps=steps)
+    if recovery.get("steps"):
+        for key, least in (("warmup", 0), ("eval_every", 1)):
+            if recovery[key] >= 1:
+                scaled[key] = max(least, round(recovery[key] * steps / recovery["steps"]))
+    return scaled
+
+
 def task_dataset(task: str) -> str:
     """The data folder a zero-shot task reads (the first part of its data file path)."""
     return task_config(task)["dataset_kwargs"]["data_files"]["test"].split("/")[0]
@@ -124,8 +157,8 @@ def datasets_needed(config: dict[str, Any]) -> list[str]:
 
 
 def _recovers(config: dict[str, Any]) -> bool:
-    """Whether any method entry is also recovered (w/ tune)."""
-    return any(m.get("tune", True) for m in config["methods"].values())
+    """Whether any method entry is also recovered (w/ tune), or on the recovery curve."""
+    return any(m.get("tune", True) for m in config["methods"].values()) or bool(curve_runs(config))
 
 
 def schema_problem(config: dict[str, Any], schema_file: str | Path) -> str:
@@ -163,6 +196,22 @@ def _check_evaluation(ev: dict[str, Any]) -> None:
         if task not in available_tasks():
             raise ValueError(f"unknown zero-shot task {task!r}; allowed: {', '.join(available_tasks())}")
     check_limits(ev["zeroshot"]["tasks"], ev["zeroshot"].get("limit"))
+
+
+def _check_curve(config: dict[str, Any]) -> None:
+    curve = config.get("recovery_curve") or {}
+    for name in curve.get("methods", []):
+        if name not in config["methods"]:
+            raise ValueError(f"recovery_curve.methods: {name!r} is not a method of this config; allowed: "
+                             f"{', '.join(config['methods'])}")
+    labels = [ratio_label(r) for r in config["ratios"]]
+    for ratio in curve.get("ratios", []):
+        if ratio_label(ratio) not in labels:
+            raise ValueError(f"recovery_curve.ratios: {ratio} is not among the ratios {config['ratios']}")
+    for steps in curve.get("steps", []):
+        if steps == config["recovery"].get("steps"):
+            raise ValueError(f"recovery_curve.steps: {steps} is the recovery's own steps, whose rows the suite "
+                             "has already (w/ LoRA); give only other step counts")
 
 
 def check_config(config: dict[str, Any], verify_data: bool = True) -> None:
@@ -213,6 +262,7 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
     for ratio in config.get("seed_ratios") or []:
         if ratio_label(ratio) not in labels:
             raise ValueError(f"seed_ratios: {ratio} is not among the ratios {config['ratios']}")
+    _check_curve(config)
     _check_evaluation(config["evaluation"])
     recovery = config["recovery"] if _recovers(config) else None
     for key in ("warmup", "eval_every") if recovery else ():

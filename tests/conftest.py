@@ -232,7 +232,9 @@ def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = Tru
 def tiny_run(tmp_path_factory, tiny_dir, data_root):
     """The whole default suite, run once on the tiny model: (workdir, config path)."""
     workdir = tmp_path_factory.mktemp("tiny-run")
-    configfile = write_config(workdir / "tiny.yaml", tiny_suite_config(tiny_dir, data_root))
+    config = tiny_suite_config(tiny_dir, data_root)
+    config["recovery_curve"] = {"methods": ["flap"], "ratios": [0.5], "steps": [4]}  # one point more than 2 steps
+    configfile = write_config(workdir / "tiny.yaml", config)
     run_snakemake(workdir, configfile)
     return workdir, configfile
 

@@ -49,6 +49,11 @@ def results() -> Results:
     return fixture_results()
 
 
+def markdown(table) -> str:
+    """A table's Markdown with tabulate's column padding squeezed: rows read "| a | b |"."""
+    return re.sub(r" +", " ", render(table, "md"))
+
+
 def untuned(results: Results) -> pd.DataFrame:
     return results.summary[results.summary["tune"] == "none"]
 
@@ -370,7 +375,7 @@ def test_dense_table_shows_the_full_test_sets_beside_the_subsample(results):
     dense = full.dense("tiny-gqa")
     assert dense["wikitext2_full"] == pytest.approx(2 * dense["wikitext2"])
     assert full.summary.loc[full.summary["method"] != "dense", "wikitext2_full"].isna().all()
-    md = render(build_table("dense", full), "md")
+    md = markdown(build_table("dense", full))
     row = next(line for line in md.splitlines() if "| tiny-gqa |" in line)
     assert f"| {dense['wikitext2_full']:.2f} | {dense['wikitext2']:.2f}{DAGGER} | {dense['ptb_full']:.2f} |" in row
     # BoolQ on all 3270 documents beside the fixture's 3; PIQA only on its subsample
@@ -419,7 +424,7 @@ def test_reference_numbers_are_quoted_with_their_sources():
             elif key not in {"source", "ratio", "tune", "label"}:
                 assert 0 < value < 100
     table = build_table("reference", results=None)
-    md = render(table, "md")
+    md = markdown(table)
     assert "quoted, not reproduced" in md
     for anchor in ("| LLaMA-7B [a] | 12.62 | 22.14 |", "| LLM-Pruner Element¹ [a] | 19.09 |",
                    "| LLM-Pruner L2 (block-wise) [a] | 582.41 |", "| LLM-Pruner Random (block-wise) [a] | 27.51 |",
@@ -640,7 +645,7 @@ def test_cost_table_reads_pruning_and_recovery_records(results):
     tuned = with_tuned_copy(results)
     key = ("tiny-gqa", "flap", 0.5, "none")
     record = results.metrics[key]["pruning"]
-    md = render(build_table("cost", tuned), "md")
+    md = markdown(build_table("cost", tuned))
     lines = md.splitlines()
     group = lines.index(next(line for line in lines if line.startswith("| tiny-gqa · Ratio = 50% |")))
     flap = next(line for line in lines[group:] if "| FLAP |" in line)
@@ -736,3 +741,108 @@ def test_tasks_the_dense_model_scores_at_chance_are_named_as_unable_to_rank():
                                        "interval of guessing: that task cannot rank methods for this model.")
     assert _chance_sentence(dense.drop(["boolq", "boolq_stderr"])) == ""
     assert "ARC-c" in _chance_sentence(dense.replace({0.029: 0.031}))
+
+
+# --- the recovery curve --------------------------------------------------------------------------
+
+# Mean NLL per window above a shared base, per (method, LoRA steps): FLAP gains 0.2 then 0.1 nats and
+# is flat from 60 to 250 steps; Element¹ starts 0.3 nats behind FLAP and leads it from 20 steps on.
+CURVE_NLL = {("flap", 0): 0.5, ("flap", 20): 0.3, ("flap", 60): 0.2, ("flap", 250): 0.2,
+             ("llm-pruner-element1", 0): 0.8, ("llm-pruner-element1", 20): 0.25,
+             ("llm-pruner-element1", 60): 0.1, ("llm-pruner-element1", 250): 0.0}
+
+
+def curve_results() -> Results:
+    """Hand-made curve results on 200 windows (independent noise of 0.01 nats per run): the summary
+    (dense, both methods w/o tune and after the default 20 steps), the curve points (60, 250), their
+    metrics (the fixture's FLAP record with each point's recorded schedule) and `compare`'s intervals."""
+    from prunebench.reporting.comparisons import compare
+
+    rng = np.random.default_rng(0)
+    index = pd.MultiIndex.from_arrays([["perplexity"] * 200, ["wikitext2"] * 200, range(200)],
+                                      names=["kind", "set", "item"])
+    base = rng.normal(3.0, 0.5, 200)
+    record = json.loads((FIXTURE / "results" / "tiny-gqa" / "flap" / "0.2" / "metrics.json").read_text())
+    rows, runs, metrics = [], {("m", "dense", 0.0, "none", 0): pd.Series(base, index=index)}, {}
+    rows.append({"model": "m", "method": "dense", "ratio": 0.0, "tune": "none", "recovery_steps": 0,
+                 "wikitext2": math.exp(base.mean()), "seeds": 1})
+    for (method, steps), gap in CURVE_NLL.items():
+        tune = "none" if steps == 0 else "lora" if steps == 20 else f"lora-{steps}"
+        nll = base + gap + rng.normal(0, 0.01, 200)
+        runs[("m", method, 0.2, tune, len(runs))] = pd.Series(nll, index=index)
+        rows.append({"model": "m", "method": method, "ratio": 0.2, "tune": tune, "recovery_steps": steps,
+                     "wikitext2": math.exp(nll.mean()), "wikitext2_stderr": 0.1, "seeds": 1})
+        schedule = {"steps": steps, "epochs": steps * 2 / 1984, "batch": 2, "warmup_steps": steps // 10,
+                    "eval_every_steps": steps // 2, "lr": 6e-4, "weight_decay": 0, "max_grad_norm": 1.0}
+        recovery = {"log": {"schedule": schedule, "best_step": steps}} if steps else None
+        metrics[("m", method, 0.2, tune)] = dict(record, model="m", method=method, tune=tune,
+                                                 pruning=dict(record["pruning"], recovery=recovery))
+    summary = pd.DataFrame(rows)
+    comparisons = compare(summary, pd.DataFrame(runs), ["wikitext2"])
+    on_curve = summary["tune"].str.startswith("lora-")
+    return Results(order_rows(summary[~on_curve]), pd.DataFrame(), metrics, {}, pd.DataFrame(), comparisons,
+                   summary[on_curve].reset_index(drop=True))
+
+
+def test_each_curve_point_is_compared_with_the_point_before_it():
+    comp = curve_results().comparisons.set_index(["method", "tune", "reference"])
+    previous = comp.xs("previous", level="reference")
+    # the default recovery's point before it is the pruned model (the "untuned" reference): no "previous"
+    assert set(previous.index) == {(m, t) for m in ("flap", "llm-pruner-element1") for t in ("lora-60", "lora-250")}
+    assert previous.loc[("flap", "lora-60"), "reference_tune"] == "lora"
+    assert previous.loc[("flap", "lora-250"), "reference_tune"] == "lora-60"
+    assert previous.loc[("flap", "lora-60"), "diff"] == pytest.approx(-0.1, abs=0.005)
+    flat = previous.loc[("flap", "lora-250")]
+    assert flat["diff"] == pytest.approx(0.0, abs=0.005) and flat["low"] < 0 < flat["high"]
+    step = previous.loc[("llm-pruner-element1", "lora-250")]
+    assert step["diff"] == pytest.approx(-0.1, abs=0.005) and step["high"] < 0
+    # at each curve point the two methods are compared with each other (the group's best)
+    best = comp.xs("best", level="reference")
+    assert best.loc[("flap", "lora-250"), "reference_method"] == "llm-pruner-element1"
+    assert best.loc[("flap", "lora-250"), "diff"] == pytest.approx(0.2, abs=0.005)
+
+
+def test_curve_rows_stay_out_of_the_main_tables_and_form_the_recovery_table():
+    results = curve_results()
+    assert set(results.summary["tune"]) == {"none", "lora"}
+    curves = results.recovery_curves
+    assert [(m, s) for m, s in zip(curves["method"], curves["recovery_steps"])] == [
+        (m, s) for m in ("llm-pruner-element1", "flap") for s in (0, 20, 60, 250)]  # report order, by steps
+    table = build_table("recovery", results)
+    assert table.columns == ["LoRA steps", "Epochs", "Kept step", "WikiText2↓", "WikiText2↓ vs previous"]
+    (group, body), = table.groups
+    assert group == "Ratio = 20%"
+    flap = [cells for label, cells in body if label == "FLAP"]
+    assert [c[0].text for c in flap] == ["0", "20", "60", "250"]
+    assert flap[0][4].text == "–"  # the pruned model has no point before it
+    assert flap[1][4].text == f"×{math.exp(-0.2):.2f}"  # 20 steps against w/o tune
+    assert flap[2][4].text == f"×{math.exp(-0.1):.2f}" and flap[3][4].text == "×1.00"
+    assert flap[3][1].text == f"{250 * 2 / 1984:.3g}" and flap[3][2].text == "250"
+    assert "250 steps: warm-up 25, validation every 125" in table.notes[0]
+    for fmt in ("md", "tex", "html"):
+        assert "What recovery buys" in render(table, fmt)
+
+
+def test_curve_narrative_says_where_it_flattens_and_whether_the_lead_changes():
+    from prunebench.reporting.narrative import _curve_sentences
+
+    sentence, = _curve_sentences(curve_results(), "m")
+    flap = sentence.split("FLAP goes ")[1]
+    assert "flat from 60 to 250 steps" in flap
+    element = sentence.split("LLM-Pruner Element¹ goes ")[1].split(";")[0]
+    assert "changing at every step of the curve by its paired interval, up to 250 steps" in element
+    assert ("(0 steps: FLAP; 20 steps: LLM-Pruner Element¹; 60 steps: LLM-Pruner Element¹; 250 steps: "
+            "LLM-Pruner Element¹): the lead changes between points where the intervals support it") in sentence
+
+
+def test_recovery_figure_draws_a_line_per_method_and_ratio(tmp_path):
+    from prunebench.reporting.plots import recovery_figure
+
+    fig = recovery_figure(curve_results())
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "symlog" and ax.get_yscale() == "log"
+    curves = {c.get_label(): c.lines[0] for c in ax.containers}
+    assert set(curves) == {"FLAP @ 0.2", "LLM-Pruner Element¹ @ 0.2"}
+    assert list(curves["FLAP @ 0.2"].get_xdata()) == [0, 20, 60, 250]
+    save(fig, tmp_path / "recovery")
+    assert (tmp_path / "recovery.png").stat().st_size > 0

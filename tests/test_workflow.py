@@ -74,16 +74,31 @@ def test_tiny_suite_end_to_end(tiny_run):
     for tune in ("", "lora/"):
         checkpoint = workdir / "results" / "tiny" / "shortgpt" / "0.5" / f"{tune}model"
         assert json.loads((checkpoint / "config.json").read_text())["num_hidden_layers"] == 2
+    # the recovery curve's point: its own recovery of 4 steps from the pruned model, compared with the
+    # default recovery's 2 steps, in its own table and figure (not in the main table)
+    point = json.loads((workdir / "results" / "tiny" / "flap" / "0.5" / "lora-4" / "metrics.json").read_text())
+    assert point["tune"] == "lora-4" and point["pruning"]["recovery"]["log"]["schedule"]["steps"] == 4
+    assert point["pruning"]["recovery"]["settings"]["warmup"] == 2  # 1 of 2 steps: 2 of 4
+    previous = comparisons[(comparisons["tune"] == "lora-4") & (comparisons["reference"] == "previous")]
+    assert set(previous["reference_tune"]) == {"lora"} and set(previous["method"]) == {"flap"}
+    assert "lora-4" not in (workdir / "reports" / "tables" / "main.md").read_text()
+    recovery_md = (workdir / "reports" / "tables" / "recovery.md").read_text()
+    assert re.search(r"\| FLAP +\| +4 \|", recovery_md), recovery_md
+    assert (workdir / "reports" / "figures" / "recovery.svg").is_file()
     # nothing left to do on a second run
     again = run_snakemake(workdir, config, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
     # another config file that adds a method (as config/extended.yaml does) and switches on the dense
     # model's full test sets (its own setting): only the new rows and the dense evaluation are planned
     # (the tiny recovery keeps no update, so the candidates' order is the next test's)
+    # Giving FLAP a second calibration seed adds its seed run without redoing its main run's prune, and
+    # a recovery curve adds its points' recoveries and evaluations.
     more = yaml.safe_load(config.read_text())
     more["evaluation"]["perplexity"]["full_for_dense"] = True
     extended = yaml.safe_load((REPO / "config" / "extended.yaml").read_text())["methods"]["llm-pruner-l2"]
     more["methods"]["llm-pruner-l2"] = dict(extended, tune=True)
+    more["methods"]["flap"]["seeds"] = [0, 1]
+    more["recovery_curve"] = {"methods": ["flap", "random"], "ratios": [0.5], "steps": [6]}
     plan = run_snakemake(workdir, write_config(workdir / "more.yaml", more), "-n").stdout
     planned, rule = {}, None  # rule (or checkpoint) -> its planned jobs' first outputs
     for line in plan.splitlines():
@@ -92,8 +107,28 @@ def test_tiny_suite_end_to_end(tiny_run):
         elif line.startswith("    output: "):
             planned.setdefault(rule, []).append(line.split()[1].rstrip(","))
     assert len(planned["evaluate_dense"]) == 1
-    for rule in ("prune", "evaluate", "recover", "evaluate_tuned"):
+    for rule in ("recover", "evaluate_tuned"):
         assert len(planned[rule]) == 1 and "/llm-pruner-l2/" in planned[rule][0], planned
+    for rule in ("prune", "evaluate"):
+        assert sorted(planned[rule]) == [f"results/tiny/{run}/0.5/{'model' if rule == 'prune' else 'metrics.json'}"
+                                         for run in ("flap@seed1", "llm-pruner-l2")], planned
+    assert sorted(planned["recover_curve"]) == [f"results/tiny/{m}/0.5/lora-6/model" for m in ("flap", "random")]
+    assert len(planned["evaluate_curve"]) == 2
+
+
+def test_a_curve_points_recipe_differs_from_the_recovery_only_in_its_steps():
+    """Warm-up and validation interval keep their share of the steps (2 and 10 of 20: 25 and 125 of
+    250, 1 and 4 of 7 rounded); fractions and an epoch-based recipe are kept as given."""
+    from prunebench.config import curve_recovery
+
+    recovery = {"r": 8, "steps": 20, "warmup": 2, "eval_every": 10, "lr": 6e-4}
+    assert curve_recovery(recovery, 250) == dict(recovery, steps=250, warmup=25, eval_every=125)
+    assert curve_recovery(recovery, 7) == dict(recovery, steps=7, warmup=1, eval_every=4)
+    assert curve_recovery(dict(recovery, warmup=0), 3) == dict(recovery, steps=3, warmup=0, eval_every=2)
+    fractions = dict(recovery, warmup=0.1, eval_every=0.5)
+    assert curve_recovery(fractions, 250) == dict(fractions, steps=250)
+    epochs = {"steps": None, "epochs": 2, "warmup": 100, "eval_every": 100}
+    assert curve_recovery(epochs, 500) == dict(epochs, steps=500)
 
 
 def test_rows_a_later_config_file_adds_leave_the_finished_evaluations_inputs_alone():

@@ -1,7 +1,8 @@
 """Paired comparisons of the collated rows on their items (prunebench.evaluation.items): every
 pruned or recovered row against the dense model, against the best row of its group (same model,
-ratio and tune) and, recovered, against the same method without recovery; each difference with
-its paired bootstrap interval (prunebench.reporting.statistics).
+ratio and tune), recovered against the same method without recovery and, on a recovery curve,
+against the same method's recovery with the next fewer steps ("previous"); each difference with its
+paired bootstrap interval (prunebench.reporting.statistics).
 
 A row evaluated with several calibration seeds is compared by its items' mean over the seeds, the
 same mean its table entry shows, and its calibration spread is included this way: its interval
@@ -73,9 +74,21 @@ def _with_seeds(interval, runs: pd.DataFrame, key: tuple, reference: pd.Series, 
                                high=max(interval.high, *(i.high for i in own)))
 
 
+def _previous(summary: pd.DataFrame, row: pd.Series) -> tuple | None:
+    """The key of the same model, method and ratio recovered with the most steps below `row`'s (None:
+    none, or `row` not recovered; w/o tune is the "untuned" reference)."""
+    if row["tune"] == "none" or "recovery_steps" not in summary:
+        return None
+    same = summary[(summary["model"] == row["model"]) & (summary["method"] == row["method"])
+                   & (summary["ratio"] == row["ratio"]) & (summary["tune"] != "none")
+                   & (summary["recovery_steps"] < row["recovery_steps"])]
+    return None if same.empty else row_key(same.loc[same["recovery_steps"].idxmax()])
+
+
 def compare(summary: pd.DataFrame, runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Every row's differences to dense, to its group's best and (recovered) to its untuned self,
-    for each of `columns`; `runs` is `run_items` of the summary's runs."""
+    """Every row's differences to dense, to its group's best, (recovered) to its untuned self and
+    (on a recovery curve) to its previous point, for each of `columns`; `runs` is `run_items` of the
+    summary's runs."""
     out = []
     wide = row_items(runs)
     keys = {row_key(r) for _, r in summary.iterrows()}
@@ -85,9 +98,10 @@ def compare(summary: pd.DataFrame, runs: pd.DataFrame, columns: list[str]) -> pd
             best = group.loc[group[column].idxmin() if column in PPL_COLUMNS else group[column].idxmax()]
             for _, row in group.iterrows():
                 references = [("dense", (model, "dense", 0.0, "none")), ("best", row_key(best)),
-                              ("untuned", (model, row["method"], float(ratio), "none"))]
+                              ("untuned", (model, row["method"], float(ratio), "none")),
+                              ("previous", _previous(summary, row))]
                 for name, reference in references:
-                    if reference not in keys or (name != "dense" and reference == row_key(row)) \
+                    if reference is None or reference not in keys or (name != "dense" and reference == row_key(row)) \
                             or (name == "untuned" and tune == "none"):
                         continue
                     interval = _difference(wide[row_key(row)], wide[reference], column)

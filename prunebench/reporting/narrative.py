@@ -128,6 +128,77 @@ def _recovery_sentence(results: Results, rows: pd.DataFrame) -> str:
             + "; it ".join(parts) + ".")
 
 
+def _interval_text(row: pd.Series, column: str) -> str:
+    if column in PPL_COLUMNS:
+        return f"×{math.exp(row['diff']):.2f} [{math.exp(row['low']):.2f}, {math.exp(row['high']):.2f}]"
+    return f"{100 * row['diff']:+.1f} [{100 * row['low']:+.1f}, {100 * row['high']:+.1f}] points"
+
+
+def _flattening(results: Results, points: pd.DataFrame, column: str) -> str:
+    """Where consecutive points of one curve stop differing by their paired interval."""
+    comp = results.comparisons
+    steps = [int(s) for s in points["recovery_steps"]]
+    for (_, point), before in zip(list(points.iterrows())[1:], steps):
+        mine = comp[(comp["model"] == point["model"]) & (comp["method"] == point["method"])
+                    & (comp["ratio"] == point["ratio"]) & (comp["tune"] == point["tune"]) & (comp["column"] == column)]
+        step = mine[mine["reference"] == "previous"]
+        step = step if not step.empty else mine[mine["reference"] == "untuned"]
+        if step.empty:
+            return "untested (no per-item results)"
+        step = step.iloc[0]
+        if step["low"] <= 0 <= step["high"]:
+            return (f"flat from {before} to {point['recovery_steps']:.0f} steps (the paired interval includes no "
+                    f"change: {_interval_text(step, column)})")
+    return f"changing at every step of the curve by its paired interval, up to {steps[-1]} steps"
+
+
+def _curve_order(results: Results, rows: pd.DataFrame, column: str) -> str:
+    """Which curve method leads at each point of a ratio, and whether the paired interval supports it."""
+    comp, lower, parts = results.comparisons, column in PPL_COLUMNS, []
+    for steps, points in rows.groupby("recovery_steps", sort=True):
+        if points["method"].nunique() < 2:
+            continue
+        best = points.loc[points[column].idxmin() if lower else points[column].idxmax()]
+        vs = comp[(comp["model"] == best["model"]) & (comp["ratio"] == best["ratio"]) & (comp["column"] == column)
+                  & (comp["reference"] == "best") & (comp["reference_method"] == best["method"])
+                  & comp["method"].isin(set(points["method"]) - {best["method"]})
+                  & comp["tune"].isin(set(points["tune"]))]
+        supported = not vs.empty and bool(((vs["low"] > 0) if lower else (vs["high"] < 0)).all())
+        parts.append((int(steps), best["method"], supported))
+    if not parts:
+        return ""
+    text = "; ".join(f"{steps} steps: {method_label(m)}{'' if ok else ' (indistinguishable)'}"
+                     for steps, m, ok in parts)
+    firm = {m for _, m, ok in parts if ok}
+    verdict = ("the lead changes between points where the intervals support it" if len(firm) > 1 else
+               "no change of the lead is supported by the paired intervals")
+    what = f"lowest {DATASET_LABELS[column]} perplexity" if lower else "highest zero-shot average"
+    return f"{what} by point ({text}): {verdict}"
+
+
+def _curve_sentences(results: Results, model: str) -> list[str]:
+    """The recovery curve: each method's perplexity along it, where it flattens, and whether the
+    curve methods' order changes with recovery."""
+    curves = results.recovery_curves
+    if curves.empty or model not in set(curves["model"]):
+        return []
+    ppl = next((c for c in PPL_COLUMNS if c in results.measured), None)
+    out = []
+    for ratio, rows in curves[curves["model"] == model].groupby("ratio", sort=False):
+        parts = []
+        for method, points in rows.groupby("method", sort=False):
+            steps = ", ".join(f"{s:.0f}" for s in points["recovery_steps"])
+            values = " → ".join(_ppl(p, ppl) for _, p in points.iterrows()) if ppl else ""
+            average = " → ".join(f"{100 * a:.1f}" for a in points["average"]) if "average" in results.measured else ""
+            parts.append(f"{method_label(method)} goes {values} in {DATASET_LABELS.get(ppl, '')} perplexity"
+                         + (f" and {average} % in zero-shot average" if average else "")
+                         + f" after {steps} LoRA steps, its perplexity {_flattening(results, points, ppl)}")
+        order = _curve_order(results, rows, ppl) if ppl else ""
+        out.append(f"Recovery curve at {100 * ratio:g} %: " + "; ".join(parts) + "."
+                   + (f" The {order}." if order else ""))
+    return out
+
+
 def _seed_sentence(results: Results, model: str) -> str:
     """Per method run with several seeds: is the calibration spread or the evaluation noise larger?"""
     seeds = results.seeds[results.seeds["model"] == model] if not results.seeds.empty else results.seeds
@@ -235,7 +306,8 @@ def what_we_see(results: Results) -> list[str]:
         if rows.empty:
             continue
         sentences = [_chance_sentence(results.dense(model))] + _best_sentences(results, rows, results.dense(model))
-        sentences += [_recovery_sentence(results, rows), _seed_sentence(results, model),
+        sentences += [_recovery_sentence(results, rows), *_curve_sentences(results, model),
+                      _seed_sentence(results, model),
                       _speed_sentence(results, model), _front_sentence(results, model),
                       _structure_sentence(results, model, rows)]
         paragraphs.append(f"**{model}.** " + " ".join(s for s in sentences if s))

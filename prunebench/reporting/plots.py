@@ -222,15 +222,42 @@ def structure_figure(results: Results, model: str):
     return fig
 
 
+def recovery_figure(results: Results):
+    """The recovery curve: perplexity and zero-shot average against the LoRA steps (0: w/o tune), a
+    line per method and ratio, ± 1 stderr."""
+    curves = results.recovery_curves
+    columns = [c for c in DATASET_LABELS if c in results.measured][:1] + ["average"] * ("average" in results.measured)
+    models = list(dict.fromkeys(curves["model"]))
+    fig, axes = _grid(len(models), len(columns))
+    fig.set_layout_engine("constrained")
+    for ax_row, model in zip(axes, models):
+        for ax, column in zip(ax_row, columns):
+            scale = 1 if column in DATASET_LABELS else 100
+            for (method, ratio), points in curves[curves["model"] == model].groupby(["method", "ratio"], sort=False):
+                ax.errorbar(points["recovery_steps"], scale * points[column], yerr=scale * points[f"{column}_stderr"],
+                            capsize=3, color=_color(method), marker="o" if ratio == curves["ratio"].min() else "s",
+                            linestyle="-" if ratio == curves["ratio"].min() else "--",
+                            label=f"{method_label(method)} @ {ratio:g}")
+            name = f"{DATASET_LABELS[column]} perplexity (log)" if scale == 1 else "zero-shot average (%)"
+            ax.set(xscale="symlog", yscale="log" if scale == 1 else "linear", xlabel="LoRA steps (0: w/o tune)",
+                   ylabel=f"{name}, ± 1 stderr", title=f"{model} · {name.split(' (')[0]}{_sub(results, model, column)}")
+            ax.set_xlim(left=0)
+    _legend(fig, axes)
+    return fig
+
+
 FIGURES: dict[str, Callable] = {"perplexity": perplexity_figure, "zeroshot": zeroshot_figure,
-                                "speedup": speedup_figure, "tradeoff": tradeoff_figure}
+                                "speedup": speedup_figure, "tradeoff": tradeoff_figure, "recovery": recovery_figure}
 
 
-def figure_names(models: list[str], perplexity: bool, zeroshot: bool, efficiency: bool, pruned: bool) -> list[str]:
-    """The figures a run produces (file stems under reports/figures/): what was measured."""
+def figure_names(models: list[str], perplexity: bool, zeroshot: bool, efficiency: bool, pruned: bool,
+                 curve: bool = False) -> list[str]:
+    """The figures a run produces (file stems under reports/figures/): what was measured (`curve`:
+    there are recovery-curve points)."""
     names = [name for name, made in (("perplexity", perplexity), ("zeroshot", zeroshot),
                                      ("speedup", efficiency and pruned),
-                                     ("tradeoff", efficiency and pruned and perplexity)) if made]
+                                     ("tradeoff", efficiency and pruned and perplexity),
+                                     ("recovery", curve and pruned)) if made]
     return names + ([f"structure_{m}" for m in models] if pruned else [])
 
 

@@ -128,7 +128,7 @@ def calibration_notes(results: Results) -> list[str]:
 
 def recovery_notes(results: Results) -> list[str]:
     """The recovery settings and the effective schedule each recovered model records."""
-    tuned = [m for m in results.metrics.values() if m["tune"] != "none"]
+    tuned = [m for m in results.metrics.values() if m["tune"] == "lora"]  # the curve's points: their own table
     if not tuned:
         return []
     rec = tuned[0]["provenance"]["config"].get("recovery", {})

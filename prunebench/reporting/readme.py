@@ -15,7 +15,8 @@ _FIGURE_TITLES = {"perplexity": "Perplexity (log scale) against the pruning rati
                   "zeroshot": "Zero-shot average against the pruning ratio (± 1 standard error)",
                   "speedup": "Measured speedup against the fraction of parameters removed, with the FLOP-ideal",
                   "structure": "Kept query heads and MLP channels per layer",
-                  "tradeoff": "Perplexity against measured speedup, with the Pareto front"}
+                  "tradeoff": "Perplexity against measured speedup, with the Pareto front",
+                  "recovery": "The recovery curve: perplexity and zero-shot average against the LoRA steps"}
 
 
 def _provenance(results: Results) -> str:
@@ -43,7 +44,7 @@ def readme(results: Results, tables: dict[str, str], figures: list[str]) -> str:
     parts += [p + "\n" for p in what_we_see(results)]
     parts += ["## Main table", "", tables["main"]]
     for name, heading in (("paired", "Paired differences with confidence intervals"),
-                          ("seeds", "Calibration seeds")):
+                          ("recovery", "What recovery buys: the recovery curve"), ("seeds", "Calibration seeds")):
         if name in tables:
             parts += [f"## {heading}", "", tables[name]]
     if "dense" in tables:

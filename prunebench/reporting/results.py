@@ -6,6 +6,7 @@ calibration seeds, its paired comparisons, and the protocol it was measured unde
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -19,7 +20,7 @@ from ..paths import split_run
 
 __all__ = ["SUMMARY_COLUMNS", "PPL_COLUMNS", "TASK_COLUMNS", "METRIC_COLUMNS", "COLUMN_LABELS", "summary_row",
            "collate", "Results", "load_results", "order_rows", "method_label", "setting_label", "row_key",
-           "is_main_run", "earlier_results"]
+           "is_main_run", "earlier_results", "recovery_steps", "is_curve_point"]
 
 PPL_COLUMNS = ["wikitext2", "ptb", "ptb_test"]  # "ptb": the validation split, as both references
 TASK_COLUMNS = ["boolq", "piqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"]
@@ -51,6 +52,7 @@ def summary_row(metrics: dict) -> dict:
     (the dense model's) and the subsample notes."""
     row = {k: metrics[k] for k in ("model", "method", "ratio", "tune", "params", "params_kept")}
     row["removed_fraction"] = metrics["removed_fraction"]
+    row["recovery_steps"] = recovery_steps(metrics)
     row["run"], row["seed"], row["dtype"] = metrics["run"], metrics["seed"], metrics["dtype"]
     row["evaluated_as"] = metrics["evaluation"]["evaluated_as"]
     for name, r in metrics["perplexity"].items():
@@ -66,6 +68,19 @@ def summary_row(metrics: dict) -> dict:
     row["average"] = metrics.get("average")
     row["deviations"] = "; ".join(metrics.get("deviations", []))
     return row
+
+
+def recovery_steps(metrics: dict) -> float:
+    """The optimizer steps of a row's recovery as its checkpoint records them: 0 w/o tune, NaN for
+    results recorded before the schedule was."""
+    if metrics["tune"] == "none":
+        return 0
+    return (metrics["pruning"].get("recovery") or {}).get("log", {}).get("schedule", {}).get("steps", math.nan)
+
+
+def is_curve_point(tune: str) -> bool:
+    """Whether a tune label is a recovery-curve point ("lora-<steps>", prunebench.config.curve_tune)."""
+    return bool(re.fullmatch(r"lora-[0-9]+", tune))
 
 
 def collate(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -144,6 +159,20 @@ class Results:
     config: dict = field(default_factory=dict)  # the run's config: efficiency.csv does not record its settings
     seeds: pd.DataFrame = field(default_factory=pd.DataFrame)
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curve: pd.DataFrame = field(default_factory=pd.DataFrame)  # the recovery curve's points, not in the summary
+
+    @property
+    def recovery_curves(self) -> pd.DataFrame:
+        """Every (model, method, ratio) with recovery-curve points: its rows w/o tune, w/ the default
+        recovery and at each curve point, by their recovery steps (the curve's x)."""
+        if self.curve.empty:
+            return self.curve
+        keys = ["model", "method", "ratio"]
+        on_curve = self.curve[keys].drop_duplicates()
+        rows = pd.concat([self.summary.merge(on_curve, on=keys), self.curve], ignore_index=True)
+        rows["_method"] = rows["method"].map(_method_rank)  # methods in report order, each by its steps
+        rows = rows.sort_values(["model", "ratio", "_method", "recovery_steps"], kind="stable")
+        return rows.drop(columns="_method").reset_index(drop=True)
 
     @property
     def models(self) -> list[str]:
@@ -191,7 +220,9 @@ def load_results(summary_csv: str | Path, metrics_paths: Iterable[str | Path],
     if not seeds.empty:
         seeds = order_rows(seeds.assign(tune=seeds["tune"].fillna("none"), average_stderr=_average_stderr(seeds)))
     comparisons = pd.read_csv(comparisons_csv) if comparisons_csv else pd.DataFrame()
-    return Results(order_rows(summary), efficiency, metrics, config or {}, seeds, comparisons)
+    on_curve = summary["tune"].map(is_curve_point)
+    return Results(order_rows(summary[~on_curve]), efficiency, metrics, config or {}, seeds, comparisons,
+                   summary[on_curve].reset_index(drop=True))
 
 
 def order_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,8 @@ A table is row groups ("Ratio = 20% w/o tune") of method rows; every cell keeps 
 detail (stderr, sd over seeds or ratios), whether it came from a subsample (†) and its mark in the
 group (best bold; statistically indistinguishable from the best, by the paired bootstrap of
 prunebench.reporting.comparisons, underlined). The protocol the numbers rest on is written under
-each table.
+each table. Markdown goes through pandas' `to_markdown`; LaTeX and HTML are written here, pandas'
+`Styler` styling whole cells only and having no notes (README "Reports").
 """
 from __future__ import annotations
 
@@ -30,11 +31,20 @@ from .protocol import (
     shared_evaluation_notes,
     zeroshot_notes,
 )
-from .results import COLUMN_LABELS, DATASET_LABELS, PPL_COLUMNS, Results, method_label, order_rows, setting_label
+from .results import (
+    COLUMN_LABELS,
+    DATASET_LABELS,
+    PPL_COLUMNS,
+    Results,
+    method_label,
+    order_rows,
+    row_key,
+    setting_label,
+)
 from .tradeoff import measure_label, quality_column, quality_speed, speed_measures
 
 __all__ = ["Cell", "Table", "FORMATS", "render", "table_names", "build_table", "dense_table", "cost_table",
-           "tradeoff_table", "REFERENCE"]
+           "tradeoff_table", "recovery_table", "REFERENCE"]
 
 FORMATS = ("md", "tex", "html")
 REFERENCE = Path(__file__).with_name("reference.yaml")
@@ -205,6 +215,52 @@ def paired_table(results: Results) -> Table:
              comparison_note(results), data_note(results)]
     labels = [f"{COLUMN_LABELS[c]} vs {ref}" for c in columns for ref in ("dense", "best")]
     return Table("Paired differences to the dense model and to the best of each row group", labels, groups, notes)
+
+
+def _schedule(results: Results, row: pd.Series) -> dict:
+    metrics = results.metrics.get(row_key(row), {})
+    return (metrics.get("pruning", {}).get("recovery") or {}).get("log", {})
+
+
+def recovery_table(results: Results) -> Table:
+    """The recovery curve: each curve method's perplexity and zero-shot Average w/o tune, after the
+    default recovery and after each curve point's steps, with the paired difference to the point
+    before it (the same method, fewer steps)."""
+    curves = results.recovery_curves
+    columns = [c for c in results.measured if c in PPL_COLUMNS][:1] + [c for c in ["average"] if c in results.measured]
+    comparisons = results.comparisons.set_index(["model", "method", "ratio", "tune", "column", "reference"])
+    many = len(results.models) > 1
+    groups = []
+    for (model, ratio), rows in curves.groupby(["model", "ratio"], sort=False):
+        body = []
+        for _, row in rows.iterrows():
+            key = row_key(row)
+            log = _schedule(results, row)
+            cells = [Cell(f"{row['recovery_steps']:.0f}"),
+                     Cell(f"{log['schedule']['epochs']:.3g}") if log else Cell("0"),
+                     Cell(f"{log['best_step']:.0f}") if log else Cell()]
+            for column in columns:
+                cells.append(_metric_cell(row[column], row.get(f"{column}_stderr"), row.get(f"{column}_subsampled"),
+                                          _kind(column), 0))
+                previous = (*key, column, "previous") if (*key, column, "previous") in comparisons.index else (
+                    *key, column, "untuned")
+                cells.append(_difference_cell(comparisons, previous) if row["tune"] != "none" else Cell())
+            body.append((method_label(row["method"]), cells))
+        groups.append((f"{model} · {setting_label(ratio, None)}" if many else setting_label(ratio, None), body))
+    labels = ["LoRA steps", "Epochs", "Kept step"]
+    labels += [label for c in columns for label in (COLUMN_LABELS[c], f"{COLUMN_LABELS[c]} vs previous")]
+    points = {row["recovery_steps"]: _schedule(results, row)["schedule"] for _, row in curves.iterrows()
+              if row["tune"] != "none" and _schedule(results, row)}
+    notes = ["Every point is its own LoRA recovery of the same pruned model, the recipe of the recovery note below "
+             "with only the number of optimizer steps changed (warm-up and validation interval kept in "
+             "proportion: " + "; ".join(f"{s['steps']} steps: warm-up {s['warmup_steps']}, validation every "
+                                        f"{s['eval_every_steps']}" for _, s in sorted(points.items())) + "); the "
+             "adapters with the best validation loss are kept (kept step). 0 steps: the pruned model w/o tune.",
+             "vs previous: the paired difference to the same method's point with the next fewer steps (perplexity "
+             "as a ratio, accuracy in points), its 95 % interval in brackets; an interval that includes 1 (0) "
+             "supports no change between the two points."]
+    notes += [comparison_note(results)] + zeroshot_notes(results) + recovery_notes(results) + [data_note(results)]
+    return Table("What recovery buys: the recovery curve", labels, groups, notes)
 
 
 def seeds_table(results: Results) -> Table:
@@ -400,11 +456,12 @@ def reference_table(path: Path = REFERENCE) -> Table:
 
 
 def table_names(datasets: list[str], zeroshot: bool, efficiency: bool, dense_full: bool = False,
-                pruned: bool = True, seeds: bool = False) -> list[str]:
+                pruned: bool = True, seeds: bool = False, curve: bool = False) -> list[str]:
     """The tables a run produces: `datasets` are the perplexity sets evaluated; `dense_full`: the
     dense model was measured on the full test sets or tasks; `pruned`: any method ran; `seeds`:
-    a method ran with several calibration seeds."""
+    a method ran with several calibration seeds; `curve`: there are recovery-curve points."""
     return ["main", *(["paired"] if pruned else []), *(["seeds"] if seeds and pruned else []),
+            *(["recovery"] if curve and pruned else []),
             *(["dense"] if dense_full else []), *[f"flap_{d}" for d in datasets],
             *(["flap_zeroshot"] if zeroshot else []), *(["cost"] if pruned else []),
             *(["efficiency"] if efficiency else []), *(["tradeoff"] if efficiency and datasets else []), "reference"]
@@ -421,6 +478,8 @@ def build_table(name: str, results: Results | None, reference: str | Path = REFE
         return paired_table(results)
     if name == "seeds":
         return seeds_table(results)
+    if name == "recovery":
+        return recovery_table(results)
     if name == "dense":
         return dense_table(results)
     if name == "cost":
@@ -450,13 +509,13 @@ def _md_cell(c: Cell) -> str:
 
 
 def to_markdown(table: Table) -> str:
-    head = [*table.stub, *table.columns]
-    lines = [f"**{table.title}**", "", "| " + " | ".join(head) + " |",
-             "|" + ":---|" * len(table.stub) + "---:|" * len(table.columns)]
-    for group, rows in table.groups:
-        for i, (label, cells) in enumerate(rows):
-            lines.append("| " + " | ".join([group if i == 0 else "", label, *map(_md_cell, cells)]) + " |")
-    return "\n".join(lines + [""] + [f"- {n}" for n in table.notes]) + "\n"
+    """pandas' `to_markdown` (tabulate's pipe table), the marks written into each cell's text."""
+    rows = [[group if i == 0 else "", label, *map(_md_cell, cells)]
+            for group, body in table.groups for i, (label, cells) in enumerate(body)]
+    frame = pd.DataFrame(rows, columns=[*table.stub, *table.columns])
+    body = frame.to_markdown(index=False, disable_numparse=True,
+                             colalign=["left"] * len(table.stub) + ["right"] * len(table.columns))
+    return "\n".join([f"**{table.title}**", "", body, ""] + [f"- {n}" for n in table.notes]) + "\n"
 
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",

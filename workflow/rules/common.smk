@@ -14,10 +14,14 @@ from prunebench.config import (
     check_config,
     check_unique_keys,
     checkpoint_order,
+    curve_recovery,
+    curve_runs,
+    curve_tune,
     evaluation_datasets,
     method_params,
     method_seeds,
     ratio_label,
+    run_entry,
     runs_at,
     schema_problem,
 )
@@ -53,6 +57,7 @@ wildcard_constraints:
     ratio="[0-9][0-9.]*",
     calib="[^/]+",
     dataset="[a-z0-9_]+",
+    steps="[1-9][0-9]*",
 
 
 def dense_dir(wc):
@@ -95,6 +100,8 @@ def metrics_targets():
         for ratio in RATIOS:
             out += [f"{paths.result_dir(model, run, ratio, tune)}/{paths.METRICS}"
                     for tune in ("none", "lora") for run in runs_at(config, ratio, tune)]
+        out += [f"{paths.result_dir(model, run, ratio, curve_tune(steps))}/{paths.METRICS}"
+                for run, ratio, steps in curve_runs(config)]
     return out
 
 

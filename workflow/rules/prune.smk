@@ -55,7 +55,7 @@ checkpoint prune:
     output:
         directory(f"{paths.RESULT}/model"),
     params:
-        method=lambda wc: method_of(wc.method),
+        method=lambda wc: run_entry(config, wc.method),
         params=lambda wc: method_params(config, wc.model, paths.split_run(wc.method)[0]),
         seed=lambda wc: seed_of(wc.method),
         device=config["device"],

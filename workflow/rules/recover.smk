@@ -41,3 +41,41 @@ use rule evaluate as evaluate_tuned with:
         "results/logs/evaluate/{model}/{method}/{ratio}.lora.log",
     benchmark:
         "results/benchmarks/evaluate_tuned/{model}/{method}/{ratio}.tsv"
+
+
+# The recovery curve (`recovery_curve`, config/extended.yaml): a pruned model recovered with other
+# step counts, each point a recovery of its own from the pruned model, evaluated on its own.
+CURVE_RESULT = f"{paths.RESULT}/lora-{{steps}}"
+
+
+use rule recover as recover_curve with:
+    output:
+        directory(f"{CURVE_RESULT}/model"),
+    params:
+        recovery=lambda wc: curve_recovery(config["recovery"], int(wc.steps)),
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        "results/logs/recover/{model}/{method}/{ratio}.lora-{steps}.log",
+    benchmark:
+        "results/benchmarks/recover_curve/{model}/{method}/{ratio}.lora-{steps}.tsv"
+
+
+use rule evaluate as evaluate_curve with:
+    input:
+        model=f"{CURVE_RESULT}/model",
+        dense=dense_dir,
+        data=eval_data(),
+    output:
+        metrics=f"{CURVE_RESULT}/{paths.METRICS}",
+        per_item=f"{CURVE_RESULT}/{paths.ITEMS}",
+    params:
+        evaluation=MODEL_EVALUATION,
+        bos=model_bos,
+        tune=lambda wc: curve_tune(int(wc.steps)),
+        seed=lambda wc: seed_of(wc.method),
+        device=config["device"],
+    log:
+        "results/logs/evaluate/{model}/{method}/{ratio}.lora-{steps}.log",
+    benchmark:
+        "results/benchmarks/evaluate_curve/{model}/{method}/{ratio}.lora-{steps}.tsv"

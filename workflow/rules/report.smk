@@ -2,6 +2,7 @@
 # all from results/. `snakemake --report reports/report.html` then collects the outputs flagged
 # report(...) below, with their captions from workflow/report/.
 from prunebench.reporting.plots import figure_names
+from prunebench.reporting.results import is_curve_point
 from prunebench.reporting.tables import FORMATS, REFERENCE, table_names
 
 # Rendering tables and figures takes seconds: not worth a cluster job's queueing.
@@ -15,11 +16,13 @@ PPL_DATASETS = config["evaluation"]["perplexity"]["datasets"]
 ZEROSHOT = bool(config["evaluation"]["zeroshot"]["tasks"])
 BENCHMARKED = bool(config["benchmark"]["enabled"] and METHODS)
 PPL = config["evaluation"]["perplexity"]
-SEEDED = any(len(method_seeds(config, m)) > 1 for m in METHODS)
+# Rows of earlier runs (EARLIER) count too: a default run after `make extended` keeps their tables.
+SEEDED = any(len(method_seeds(config, m)) > 1 for m in METHODS) or any("@seed" in p for p in EARLIER)
+CURVE = bool(curve_runs(config)) or any(is_curve_point(p.split("/")[-2]) for p in EARLIER)
 ZS = config["evaluation"]["zeroshot"]
 DENSE_FULL = PPL["full_for_dense"] or PPL["max_windows"] is None or (ZEROSHOT and ZS["full_for_dense"])
-REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED, DENSE_FULL, bool(METHODS), SEEDED)
-REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), ZEROSHOT, BENCHMARKED, bool(METHODS))
+REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED, DENSE_FULL, bool(METHODS), SEEDED, CURVE)
+REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), ZEROSHOT, BENCHMARKED, bool(METHODS), CURVE)
 
 
 def report_inputs(wc):
