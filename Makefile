@@ -3,6 +3,7 @@
 #               with and without LoRA recovery), write results/ and reports/ (incl. report.html)
 #   make test   set up .venv and run the test suite
 #   make extended  the default suite plus config/extended.yaml's rows (depth pruning), one report
+#   make models    the extended suite plus config/models.yaml's Gemma-3-270M rows, one report across models
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test setup report extended gpu-smoke
+.PHONY: run test setup report extended models gpu-smoke
 run: setup
 	$(BIN)/snakemake --profile $(PROFILE)
 	$(BIN)/snakemake --profile $(PROFILE) --report reports/report.html
@@ -21,6 +22,12 @@ EXTENDED := --configfile config/default.yaml config/extended.yaml
 extended: setup
 	$(BIN)/snakemake --profile $(PROFILE) $(EXTENDED)
 	$(BIN)/snakemake --profile $(PROFILE) $(EXTENDED) --report reports/report.html
+
+# Both, plus config/models.yaml: Gemma-3-270M's rows beside SmolLM2's, with the cross-model report.
+MODELS := $(EXTENDED) config/models.yaml
+models: setup
+	$(BIN)/snakemake --profile $(PROFILE) $(MODELS)
+	$(BIN)/snakemake --profile $(PROFILE) $(MODELS) --report reports/report.html
 
 # On a machine with a CUDA GPU: the tiny suite in float16 and bfloat16 (README, Contributing).
 gpu-smoke: setup

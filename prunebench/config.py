@@ -18,7 +18,7 @@ from .sources.models import check_source
 
 __all__ = ["ConfigError", "check_config", "check_unique_keys", "schema_problem", "datasets_needed",
            "evaluation_datasets", "task_dataset", "calibration_of", "method_params", "ratio_label", "method_seeds",
-           "seed_ratios"]
+           "seed_ratios", "model_plan", "runs_at", "checkpoint_order"]
 
 
 class ConfigError(ValueError):
@@ -84,23 +84,37 @@ def seed_ratios(config: dict[str, Any]) -> list[str]:
     return [ratio_label(r) for r in config.get("seed_ratios") or config["ratios"]]
 
 
-def runs_at(config: dict[str, Any], ratio: str, tune: str = "none") -> list[str]:
-    """The runs evaluated at a ratio label, in config order: each method's main seed (only methods
-    with recovery for tune "lora"), then the further seeds (w/o tune, at the seed ratios)."""
-    out = [name for name, method in config["methods"].items() if tune == "none" or method.get("tune", True)]
-    if tune == "none" and ratio in seed_ratios(config):
+def model_plan(config: dict[str, Any], model: str) -> dict[str, dict[str, list[str]]]:
+    """Which method entries a model runs at which ratio labels, w/o tune ("none") and recovered
+    ("lora"): its `runs` (`prune` and `recover`: entry -> ratios), else every entry at every ratio,
+    recovered where the entry's `tune` allows."""
+    runs, labels = config["models"][model].get("runs"), [ratio_label(r) for r in config["ratios"]]
+    if runs:
+        return {tune: {name: [ratio_label(r) for r in ratios] for name, ratios in runs.get(key, {}).items()}
+                for tune, key in (("none", "prune"), ("lora", "recover"))}
+    return {"none": {name: labels for name in config["methods"]},
+            "lora": {name: labels for name, method in config["methods"].items() if method.get("tune", True)}}
+
+
+def runs_at(config: dict[str, Any], model: str, ratio: str, tune: str = "none") -> list[str]:
+    """The runs of a model evaluated at a ratio label, in config order: each method's main seed
+    (`model_plan`), then the further seeds (w/o tune, at the seed ratios; not on a model whose
+    `runs` name its rows)."""
+    plan = model_plan(config, model)[tune]
+    out = [name for name in config["methods"] if ratio in plan.get(name, [])]
+    if tune == "none" and ratio in seed_ratios(config) and "runs" not in config["models"][model]:
         out += [run_name(name, s) for name in config["methods"] for s in method_seeds(config, name)[1:]]
     return out
 
 
-def checkpoint_order(config: dict[str, Any], ratio: str) -> list[tuple[str, str]]:
-    """Every main (run, tune) checkpoint at a ratio label in config order, each method's pruned
-    model then its recovered one. An evaluation looks for a bit-identical twin only among the
+def checkpoint_order(config: dict[str, Any], model: str, ratio: str) -> list[tuple[str, str]]:
+    """Every main (run, tune) checkpoint of a model at a ratio label in config order, each method's
+    pruned model then its recovered one. An evaluation looks for a bit-identical twin only among the
     checkpoints before its own, so methods a later config file adds (config/extended.yaml) never put
     the finished rows' evaluations out of date. Further calibration seeds are not in it: evaluated
     on their own, they neither share nor are shared, so adding seeds or methods moves no run."""
-    tuned = {name for name, method in config["methods"].items() if method.get("tune", True)}
-    return [(run, tune) for run in config["methods"] for tune in ("none", "lora") if tune == "none" or run in tuned]
+    plan = model_plan(config, model)
+    return [(run, tune) for run in config["methods"] for tune in ("none", "lora") if ratio in plan[tune].get(run, [])]
 
 
 def task_dataset(task: str) -> str:
@@ -165,6 +179,24 @@ def _check_evaluation(ev: dict[str, Any]) -> None:
     check_limits(ev["zeroshot"]["tasks"], ev["zeroshot"].get("limit"))
 
 
+def _check_runs(config: dict[str, Any], model: str, runs: dict[str, Any] | None) -> None:
+    """A model's `runs` name configured method entries at configured ratios, and recover only what
+    it also prunes there, with an entry that allows recovery."""
+    labels = [ratio_label(r) for r in config["ratios"]]
+    for key, entries in (runs or {}).items():
+        for name, ratios in entries.items():
+            where = f"models.{model}.runs.{key}.{name}"
+            if name not in config["methods"]:
+                raise ValueError(f"{where}: no method entry {name!r}; configured: {', '.join(config['methods'])}")
+            for ratio in ratios:
+                if ratio_label(ratio) not in labels:
+                    raise ValueError(f"{where}: ratio {ratio} is not among the ratios {config['ratios']}")
+                if key == "recover" and ratio_label(ratio) not in map(ratio_label, runs.get("prune", {}).get(name, [])):
+                    raise ValueError(f"{where}: ratio {ratio} is recovered but not pruned (runs.prune.{name})")
+            if key == "recover" and not config["methods"][name].get("tune", True):
+                raise ValueError(f"{where}: methods.{name} has tune: false, so it is never recovered")
+
+
 def check_config(config: dict[str, Any], verify_data: bool = True) -> None:
     try:
         _check(config, verify_data)
@@ -185,6 +217,7 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
     if len(set(labels)) != len(labels):
         raise ValueError(f"ratios {config['ratios']} repeat a value")
     for model, entry in config["models"].items():
+        _check_runs(config, model, entry.get("runs"))
         for module_name, params in entry.get("method_params", {}).items():
             try:
                 check_params(method_module(module_name), params)

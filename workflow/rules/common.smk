@@ -17,6 +17,7 @@ from prunebench.config import (
     evaluation_datasets,
     method_params,
     method_seeds,
+    model_plan,
     ratio_label,
     runs_at,
     schema_problem,
@@ -94,7 +95,7 @@ def metrics_targets():
     for model in MODELS:
         for ratio in RATIOS:
             out += [f"{paths.result_dir(model, run, ratio, tune)}/{paths.METRICS}"
-                    for tune in ("none", "lora") for run in runs_at(config, ratio, tune)]
+                    for tune in ("none", "lora") for run in runs_at(config, model, ratio, tune)]
     return out
 
 
@@ -120,8 +121,8 @@ def evaluation_inputs(tune):
 
     def inputs(wc):
         own = {"model": checkpoint_dir(wc, wc.method, tune), "dense": dense_dir(wc), "data": eval_data()}
-        order = checkpoint_order(config, wc.ratio)
-        if (wc.method, tune) not in order and wc.method in runs_at(config, wc.ratio, tune):
+        order = checkpoint_order(config, wc.model, wc.ratio)
+        if (wc.method, tune) not in order and wc.method in runs_at(config, wc.model, wc.ratio, tune):
             return own  # a further calibration seed: always evaluated on its own
         mine = content_hash(own["model"])
         for earlier, earlier_tune in order:
