@@ -43,6 +43,9 @@ def readme(results: Results, tables: dict[str, str], figures: list[str]) -> str:
     parts += [p + "\n" for p in what_we_see(results)]
     parts += ["## Main table", "", tables["main"]]
     for name, heading in (("paired", "Paired differences with confidence intervals"),
+                          ("across_models", "Across models: each method against its own dense model"),
+                          ("transfer", "Across models: which conclusions transfer"),
+                          ("correlation", "Across models: rank correlation of the methods"),
                           ("seeds", "Calibration seeds")):
         if name in tables:
             parts += [f"## {heading}", "", tables[name]]

@@ -136,7 +136,8 @@ class Results:
     with, per measured column, `<col>_subsampled` flags, plus `average_stderr`; every model's
     efficiency rows; each row's (main run's) metrics.json for the protocol; the config the
     efficiency rows were measured under; every seed's row of methods run with several
-    (`seeds`), and the paired comparisons (`comparisons`, prunebench.reporting.comparisons)."""
+    (`seeds`), the paired comparisons (`comparisons`, prunebench.reporting.comparisons) and the
+    methods' rank correlations between models (`correlations`)."""
 
     summary: pd.DataFrame
     efficiency: pd.DataFrame
@@ -144,6 +145,7 @@ class Results:
     config: dict = field(default_factory=dict)  # the run's config: efficiency.csv does not record its settings
     seeds: pd.DataFrame = field(default_factory=pd.DataFrame)
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    correlations: pd.DataFrame = field(default_factory=pd.DataFrame)  # prunebench.reporting.transfer
 
     @property
     def models(self) -> list[str]:
@@ -177,7 +179,8 @@ class Results:
 
 def load_results(summary_csv: str | Path, metrics_paths: Iterable[str | Path],
                  efficiency_csvs: Iterable[str | Path] = (), config: dict | None = None,
-                 seeds_csv: str | Path | None = None, comparisons_csv: str | Path | None = None) -> Results:
+                 seeds_csv: str | Path | None = None, comparisons_csv: str | Path | None = None,
+                 correlations_csv: str | Path | None = None) -> Results:
     metrics = {row_key(m): m for m in map(read_json, metrics_paths) if is_main_run(m)}
     summary = pd.read_csv(summary_csv)
     summary["tune"] = summary["tune"].fillna("none")
@@ -191,7 +194,8 @@ def load_results(summary_csv: str | Path, metrics_paths: Iterable[str | Path],
     if not seeds.empty:
         seeds = order_rows(seeds.assign(tune=seeds["tune"].fillna("none"), average_stderr=_average_stderr(seeds)))
     comparisons = pd.read_csv(comparisons_csv) if comparisons_csv else pd.DataFrame()
-    return Results(order_rows(summary), efficiency, metrics, config or {}, seeds, comparisons)
+    correlations = pd.read_csv(correlations_csv) if correlations_csv else pd.DataFrame()
+    return Results(order_rows(summary), efficiency, metrics, config or {}, seeds, comparisons, correlations)
 
 
 def order_rows(frame: pd.DataFrame) -> pd.DataFrame:

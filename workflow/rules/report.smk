@@ -18,7 +18,7 @@ PPL = config["evaluation"]["perplexity"]
 SEEDED = any(len(method_seeds(config, m)) > 1 for m in METHODS)
 ZS = config["evaluation"]["zeroshot"]
 DENSE_FULL = PPL["full_for_dense"] or PPL["max_windows"] is None or (ZEROSHOT and ZS["full_for_dense"])
-REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED, DENSE_FULL, bool(METHODS), SEEDED)
+REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED, DENSE_FULL, bool(METHODS), SEEDED, len(MODELS))
 REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), ZEROSHOT, BENCHMARKED, bool(METHODS))
 
 
@@ -26,6 +26,7 @@ def report_inputs(wc):
     """What every report job reads: collate's outputs and the metrics.json files it read, and the
     efficiency measurements."""
     return {"summary": paths.SUMMARY, "seeds": paths.SEEDS, "comparisons": paths.COMPARISONS,
+            "correlations": paths.CORRELATIONS,
             "metrics": rules.collate.input.metrics,
             "efficiency": [paths.efficiency_csv(m) for m in MODELS] if BENCHMARKED else []}
 
