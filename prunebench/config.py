@@ -18,7 +18,7 @@ from .sources.models import check_source
 
 __all__ = ["ConfigError", "check_config", "check_unique_keys", "schema_problem", "datasets_needed",
            "evaluation_datasets", "task_dataset", "calibration_of", "method_params", "ratio_label", "method_seeds",
-           "seed_ratios", "model_plan", "runs_at", "checkpoint_order"]
+           "seed_ratios", "model_plan", "runs_at", "checkpoint_order", "full_for_dense"]
 
 
 class ConfigError(ValueError):
@@ -94,6 +94,13 @@ def model_plan(config: dict[str, Any], model: str) -> dict[str, dict[str, list[s
                 for tune, key in (("none", "prune"), ("lora", "recover"))}
     return {"none": {name: labels for name in config["methods"]},
             "lora": {name: labels for name, method in config["methods"].items() if method.get("tune", True)}}
+
+
+def full_for_dense(config: dict[str, Any], model: str, part: str) -> bool:
+    """Whether the model's dense evaluation also covers every window or document (`part`: perplexity
+    or zeroshot): the evaluation's `full_for_dense`, unless the model's `runs` switch it off."""
+    return config["evaluation"][part]["full_for_dense"] and config["models"][model].get("runs", {}).get(
+        "full_for_dense", True)
 
 
 def runs_at(config: dict[str, Any], model: str, ratio: str, tune: str = "none") -> list[str]:
@@ -183,8 +190,8 @@ def _check_runs(config: dict[str, Any], model: str, runs: dict[str, Any] | None)
     """A model's `runs` name configured method entries at configured ratios, and recover only what
     it also prunes there, with an entry that allows recovery."""
     labels = [ratio_label(r) for r in config["ratios"]]
-    for key, entries in (runs or {}).items():
-        for name, ratios in entries.items():
+    for key in ("prune", "recover"):
+        for name, ratios in (runs or {}).get(key, {}).items():
             where = f"models.{model}.runs.{key}.{name}"
             if name not in config["methods"]:
                 raise ValueError(f"{where}: no method entry {name!r}; configured: {', '.join(config['methods'])}")

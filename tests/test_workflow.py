@@ -168,3 +168,22 @@ def test_a_model_without_runs_gets_every_entry_and_one_with_runs_only_its_own():
     assert checkpoint_order(config, "smollm2-135m", "0.2") == [("flap", "none"), ("flap", "lora"), ("wanda-sp", "none")]
     assert runs_at(config, "other", "0.5") == list(config["methods"]) + ["flap@seed1"]
     assert len(checkpoint_order(config, "other", "0.5")) == 14
+
+
+def test_models_config_keeps_smollm2_rows_and_spares_gemma_the_full_dense_evaluation():
+    """config/models.yaml on top of the extended suite: SmolLM2's runs and their order are the extended
+    suite's (no finished row is redone), Gemma's dense model stays on the subsample."""
+    from snakemake.utils import update_config
+
+    from prunebench.config import checkpoint_order, full_for_dense, runs_at
+
+    merged = {}
+    for name in ("default", "extended", "models"):
+        update_config(merged, yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text()))
+        if name == "extended":
+            extended = copy.deepcopy(merged)
+    for ratio in ("0.2", "0.5"):
+        assert checkpoint_order(merged, "smollm2-135m", ratio) == checkpoint_order(extended, "smollm2-135m", ratio)
+        assert runs_at(merged, "smollm2-135m", ratio) == runs_at(extended, "smollm2-135m", ratio)
+    assert runs_at(merged, "gemma3-270m", "0.2", "lora") == ["flap", "wanda-sp", "llm-pruner-element1"]
+    assert full_for_dense(merged, "smollm2-135m", "zeroshot") and not full_for_dense(merged, "gemma3-270m", "zeroshot")

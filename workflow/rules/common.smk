@@ -15,6 +15,7 @@ from prunebench.config import (
     check_unique_keys,
     checkpoint_order,
     evaluation_datasets,
+    full_for_dense,
     method_params,
     method_seeds,
     model_plan,
