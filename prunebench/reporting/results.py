@@ -32,17 +32,19 @@ COLUMN_LABELS = {"wikitext2": "WikiText2↓", "ptb": "PTB↓", "ptb_test": "PTB 
 DATASET_LABELS = {"wikitext2": "WikiText-2", "ptb": "PTB", "ptb_test": "PTB test"}
 
 # Rows read from baselines to the papers' methods, dense first; unknown methods follow by name.
-METHOD_ORDER = ["dense", "random", "magnitude-sp", "wanda-sp", "llm-pruner-l2", "llm-pruner-random",
-                "llm-pruner-channel", "llm-pruner-vector", "llm-pruner-element2", "llm-pruner-element1",
-                "flap-paper-metric", "flap", "minitron-mlp", "minitron-heads-mlp", "minitron", "shortgpt",
-                "shortened-llama-ppl"]
+METHOD_ORDER = ["dense", "random", "magnitude-sp", "wanda-sp", "wanda-sp-query-heads", "llm-pruner-l2",
+                "llm-pruner-random", "llm-pruner-channel", "llm-pruner-vector", "llm-pruner-element2",
+                "llm-pruner-element1", "flap-paper-metric", "flap-query-heads", "flap", "minitron-mlp",
+                "minitron-heads-mlp", "minitron", "shortgpt", "shortened-llama-ppl"]
 METHOD_LABELS = {"dense": "Dense", "random": "Random", "magnitude-sp": "Magnitude-sp (L2)",
-                 "wanda-sp": "Wanda-sp", "llm-pruner-l2": "LLM-Pruner L2", "llm-pruner-random": "LLM-Pruner Random",
+                 "wanda-sp": "Wanda-sp", "wanda-sp-query-heads": "Wanda-sp (query heads)",
+                 "llm-pruner-l2": "LLM-Pruner L2", "llm-pruner-random": "LLM-Pruner Random",
                  "llm-pruner-channel": "LLM-Pruner Channel",
                  "llm-pruner-vector": "LLM-Pruner Vector", "llm-pruner-element1": "LLM-Pruner Element¹",
                  "llm-pruner-element2": "LLM-Pruner Element²", "flap-paper-metric": "FLAP (paper's head metric)",
-                 "flap": "FLAP", "minitron": "Minitron (heads, MLP, hidden)", "minitron-heads-mlp": "Minitron (heads, MLP)",
-                 "minitron-mlp": "Minitron (MLP)", "shortgpt": "ShortGPT (BI)", "shortened-llama-ppl": "Shortened LLaMA (PPL)"}
+                 "flap-query-heads": "FLAP (query heads)", "flap": "FLAP", "minitron": "Minitron (heads, MLP, hidden)",
+                 "minitron-heads-mlp": "Minitron (heads, MLP)", "minitron-mlp": "Minitron (MLP)",
+                 "shortgpt": "ShortGPT (BI)", "shortened-llama-ppl": "Shortened LLaMA (PPL)"}
 
 
 def summary_row(metrics: dict) -> dict:
