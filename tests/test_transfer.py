@@ -84,6 +84,16 @@ def test_overlapping_intervals_cannot_tell_and_widen_the_correlations_interval()
     assert corr.low < 0 < corr.high and corr.high - corr.low > 1
 
 
+def test_methods_that_all_tie_on_one_model_have_no_rank_correlation():
+    results = hand_made({"m1": SAME_ORDER["m1"], "m2": dict.fromkeys("abcd", 0.3)})  # one checkpoint on m2
+    assert set(verdicts(results).values()) == {"cannot tell"}
+    (corr,) = results.correlations.itertuples()
+    assert math.isnan(corr.rho) and math.isnan(corr.low) and math.isnan(corr.high)
+    (_, rows), = build_table("correlation", results).groups
+    assert [(c.text, c.detail) for c in rows[0][1]] == [("–", "a model's methods all tie"), ("4", "")]
+    assert "Spearman" not in across_models(results)[0]
+
+
 def test_a_method_on_one_model_only_is_in_no_pair_and_no_correlation():
     offsets = {"m1": {**SAME_ORDER["m1"], "e": 0.9}, "m2": SAME_ORDER["m2"]}
     results = hand_made(offsets)

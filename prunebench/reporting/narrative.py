@@ -268,15 +268,18 @@ def _pair_sentence(results: Results, pairs: pd.DataFrame, column: str, model_a: 
 
 def _correlation_sentence(results: Results, model_a: str, model_b: str) -> str:
     corr = results.correlations
-    rows = corr[(corr["model_a"] == model_a) & (corr["model_b"] == model_b)] if not corr.empty else corr
-    if rows.empty:
+    if corr.empty:
         return ""
+    # a NaN ρ: one model's methods all tie, so there is no order to compare
+    rows = corr[(corr["model_a"] == model_a) & (corr["model_b"] == model_b) & corr["rho"].notna()]
     parts = []
     for r in rows.itertuples():
         verdict = ("the order carries over" if r.low > 0 else "the order is reversed" if r.high < 0
                    else "cannot tell whether the order carries over")
         parts.append(f"{_metric_name(r.column)} at {results.setting(r.ratio, r.tune)}: ρ = {r.rho:+.2f} "
                      f"[{r.low:+.2f}, {r.high:+.2f}] over {r.methods} methods ({verdict})")
+    if not parts:
+        return ""
     return ("Spearman rank correlation of the methods between the two models, with its 95 % bootstrap interval "
             "(each model's windows and documents resampled): " + "; ".join(parts) + ".")
 

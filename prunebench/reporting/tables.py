@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .comparisons import pair_columns
 from .protocol import (
     DAGGER,
     calibration_notes,
@@ -32,7 +33,6 @@ from .protocol import (
     zeroshot_notes,
 )
 from .results import COLUMN_LABELS, DATASET_LABELS, PPL_COLUMNS, Results, method_label, order_rows, setting_label
-from .comparisons import pair_columns
 from .statistics import LEVEL, N_RESAMPLES
 from .tradeoff import measure_label, quality_column, quality_speed, speed_measures
 from .transfer import pair_transfer
@@ -289,7 +289,8 @@ def correlation_table(results: Results) -> Table:
     groups = []
     for (model_a, model_b), pair in corr.groupby(["model_a", "model_b"], sort=False):
         body = [(f"{results.setting(r.ratio, r.tune)} · {COLUMN_LABELS[r.column]}",
-                 [Cell(f"{r.rho:+.2f}", f"[{r.low:+.2f}, {r.high:+.2f}]"), Cell(f"{r.methods}")])
+                 [Cell("–", "a model's methods all tie") if np.isnan(r.rho)
+                  else Cell(f"{r.rho:+.2f}", f"[{r.low:+.2f}, {r.high:+.2f}]"), Cell(f"{r.methods}")])
                 for r in pair.itertuples()]
         groups.append((f"{model_a} / {model_b}", body))
     notes = [f"Spearman's ρ of the methods' scores (perplexity, zero-shot Average) between the two models, over the "

@@ -10,6 +10,7 @@ are not the same items (each model's tokenizer cuts its own), hence one resampli
 """
 from __future__ import annotations
 
+import math
 from itertools import combinations
 
 import numpy as np
@@ -80,6 +81,15 @@ def _scores(wide: pd.DataFrame, keys: list[tuple], column: str, seed: int) -> tu
     return point, boot
 
 
+def _interval(rhos: np.ndarray) -> tuple[float, float]:
+    """The percentile interval of the resamples' ρ where defined (NaN: a resample's scores all tie)."""
+    defined = rhos[~np.isnan(rhos)]
+    if not defined.size:
+        return math.nan, math.nan
+    low, high = np.quantile(defined, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return float(low), float(high)
+
+
 def rank_correlations(summary: pd.DataFrame, runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """For each pair of models, setting (ratio, tune) and column: Spearman's ρ of the methods both
     models ran there (at least 3) with its percentile bootstrap interval; `runs` is `run_items`."""
@@ -94,7 +104,7 @@ def rank_correlations(summary: pd.DataFrame, runs: pd.DataFrame, columns: list[s
                 (point_a, boot_a), (point_b, boot_b) = (
                     _scores(wide, [(m, name, float(ratio), tune) for name in methods], column, SEED + models.index(m))
                     for m in (model_a, model_b))
-                low, high = np.nanquantile(spearman(boot_a, boot_b), [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+                low, high = _interval(spearman(boot_a, boot_b))
                 out.append((model_a, model_b, ratio, tune, column, len(methods), spearman(point_a, point_b)[0],
                             low, high))
     return pd.DataFrame(out, columns=CORRELATION_COLUMNS)
