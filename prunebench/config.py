@@ -18,7 +18,8 @@ from .sources.models import check_source
 
 __all__ = ["ConfigError", "check_config", "check_unique_keys", "schema_problem", "datasets_needed",
            "evaluation_datasets", "task_dataset", "calibration_of", "method_params", "ratio_label", "method_seeds",
-           "seed_ratios", "run_entry", "curve_tune", "curve_runs", "curve_recovery"]
+           "seed_ratios", "model_plan", "runs_at", "checkpoint_order", "full_for_dense", "run_entry", "curve_tune",
+           "curve_runs", "curve_recovery"]
 
 
 class ConfigError(ValueError):
@@ -91,23 +92,44 @@ def seed_ratios(config: dict[str, Any]) -> list[str]:
     return [ratio_label(r) for r in config.get("seed_ratios") or config["ratios"]]
 
 
-def runs_at(config: dict[str, Any], ratio: str, tune: str = "none") -> list[str]:
-    """The runs evaluated at a ratio label, in config order: each method's main seed (only methods
-    with recovery for tune "lora"), then the further seeds (w/o tune, at the seed ratios)."""
-    out = [name for name, method in config["methods"].items() if tune == "none" or method.get("tune", True)]
-    if tune == "none" and ratio in seed_ratios(config):
+def model_plan(config: dict[str, Any], model: str) -> dict[str, dict[str, list[str]]]:
+    """Which method entries a model runs at which ratio labels, w/o tune ("none") and recovered
+    ("lora"): its `runs` (`prune` and `recover`: entry -> ratios), else every entry at every ratio,
+    recovered where the entry's `tune` allows."""
+    runs, labels = config["models"][model].get("runs"), [ratio_label(r) for r in config["ratios"]]
+    if runs:
+        return {tune: {name: [ratio_label(r) for r in ratios] for name, ratios in runs.get(key, {}).items()}
+                for tune, key in (("none", "prune"), ("lora", "recover"))}
+    return {"none": {name: labels for name in config["methods"]},
+            "lora": {name: labels for name, method in config["methods"].items() if method.get("tune", True)}}
+
+
+def full_for_dense(config: dict[str, Any], model: str, part: str) -> bool:
+    """Whether the model's dense evaluation also covers every window or document (`part`: perplexity
+    or zeroshot): the evaluation's `full_for_dense`, unless the model's `runs` switch it off."""
+    return config["evaluation"][part]["full_for_dense"] and config["models"][model].get("runs", {}).get(
+        "full_for_dense", True)
+
+
+def runs_at(config: dict[str, Any], model: str, ratio: str, tune: str = "none") -> list[str]:
+    """The runs of a model evaluated at a ratio label, in config order: each method's main seed
+    (`model_plan`), then the further seeds (w/o tune, at the seed ratios; not on a model whose
+    `runs` name its rows)."""
+    plan = model_plan(config, model)[tune]
+    out = [name for name in config["methods"] if ratio in plan.get(name, [])]
+    if tune == "none" and ratio in seed_ratios(config) and "runs" not in config["models"][model]:
         out += [run_name(name, s) for name in config["methods"] for s in method_seeds(config, name)[1:]]
     return out
 
 
-def checkpoint_order(config: dict[str, Any], ratio: str) -> list[tuple[str, str]]:
-    """Every main (run, tune) checkpoint at a ratio label in config order, each method's pruned
-    model then its recovered one. An evaluation looks for a bit-identical twin only among the
+def checkpoint_order(config: dict[str, Any], model: str, ratio: str) -> list[tuple[str, str]]:
+    """Every main (run, tune) checkpoint of a model at a ratio label in config order, each method's
+    pruned model then its recovered one. An evaluation looks for a bit-identical twin only among the
     checkpoints before its own, so methods a later config file adds (config/extended.yaml) never put
     the finished rows' evaluations out of date. Further calibration seeds are not in it: evaluated
     on their own, they neither share nor are shared, so adding seeds or methods moves no run."""
-    tuned = {name for name, method in config["methods"].items() if method.get("tune", True)}
-    return [(run, tune) for run in config["methods"] for tune in ("none", "lora") if tune == "none" or run in tuned]
+    plan = model_plan(config, model)
+    return [(run, tune) for run in config["methods"] for tune in ("none", "lora") if ratio in plan[tune].get(run, [])]
 
 
 def curve_tune(steps: int) -> str:
@@ -115,11 +137,12 @@ def curve_tune(steps: int) -> str:
     return f"lora-{steps}"
 
 
-def curve_runs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
-    """(method, ratio label, steps) of every point of the recovery curve (`recovery_curve`): a
+def curve_runs(config: dict[str, Any], model: str) -> list[tuple[str, str, int]]:
+    """(method, ratio label, steps) of every point of a model's recovery curve (`recovery_curve`): a
     method's main run recovered with `steps` optimizer steps, beside its pruned row (0 steps) and
-    its default recovered row; each evaluated on its own."""
-    curve = config.get("recovery_curve") or {}
+    its default recovered row; each evaluated on its own. None on a model whose `runs` name its rows
+    (their cost is what they are chosen for)."""
+    curve = {} if "runs" in config["models"][model] else config.get("recovery_curve") or {}
     return [(method, ratio_label(ratio), steps) for method in curve.get("methods", [])
             for ratio in curve.get("ratios", []) for steps in curve.get("steps", [])]
 
@@ -158,7 +181,8 @@ def datasets_needed(config: dict[str, Any]) -> list[str]:
 
 def _recovers(config: dict[str, Any]) -> bool:
     """Whether any method entry is also recovered (w/ tune), or on the recovery curve."""
-    return any(m.get("tune", True) for m in config["methods"].values()) or bool(curve_runs(config))
+    return any(m.get("tune", True) for m in config["methods"].values()) or any(
+        curve_runs(config, model) for model in config["models"])
 
 
 def schema_problem(config: dict[str, Any], schema_file: str | Path) -> str:
@@ -212,6 +236,22 @@ def _check_curve(config: dict[str, Any]) -> None:
         if steps == config["recovery"].get("steps"):
             raise ValueError(f"recovery_curve.steps: {steps} is the recovery's own steps, whose rows the suite "
                              "has already (w/ LoRA); give only other step counts")
+def _check_runs(config: dict[str, Any], model: str, runs: dict[str, Any] | None) -> None:
+    """A model's `runs` name configured method entries at configured ratios, and recover only what
+    it also prunes there, with an entry that allows recovery."""
+    labels = [ratio_label(r) for r in config["ratios"]]
+    for key in ("prune", "recover"):
+        for name, ratios in (runs or {}).get(key, {}).items():
+            where = f"models.{model}.runs.{key}.{name}"
+            if name not in config["methods"]:
+                raise ValueError(f"{where}: no method entry {name!r}; configured: {', '.join(config['methods'])}")
+            for ratio in ratios:
+                if ratio_label(ratio) not in labels:
+                    raise ValueError(f"{where}: ratio {ratio} is not among the ratios {config['ratios']}")
+                if key == "recover" and ratio_label(ratio) not in map(ratio_label, runs.get("prune", {}).get(name, [])):
+                    raise ValueError(f"{where}: ratio {ratio} is recovered but not pruned (runs.prune.{name})")
+            if key == "recover" and not config["methods"][name].get("tune", True):
+                raise ValueError(f"{where}: methods.{name} has tune: false, so it is never recovered")
 
 
 def check_config(config: dict[str, Any], verify_data: bool = True) -> None:
@@ -234,6 +274,7 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
     if len(set(labels)) != len(labels):
         raise ValueError(f"ratios {config['ratios']} repeat a value")
     for model, entry in config["models"].items():
+        _check_runs(config, model, entry.get("runs"))
         for module_name, params in entry.get("method_params", {}).items():
             try:
                 check_params(method_module(module_name), params)

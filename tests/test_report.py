@@ -41,7 +41,7 @@ def fixture_results() -> Results:
     results = FIXTURE / "results"
     return load_results(results / "summary.csv", sorted(results.glob("*/*/*/metrics.json")),
                         sorted(results.glob("*/efficiency.csv")), yaml.safe_load((FIXTURE / "config.yaml").read_text()),
-                        results / "seeds.csv", results / "comparisons.csv")
+                        results / "seeds.csv", results / "comparisons.csv", results / "correlations.csv")
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,10 @@ def test_a_bit_identical_checkpoint_reports_the_earlier_evaluation(results):
 def test_comparisons_are_the_table_differences_with_intervals_around_them(results):
     comp = results.comparisons
     values = results.summary.set_index(["model", "method", "ratio", "tune"])
-    assert set(comp["reference"]) == {"dense", "best"} and len(comp) > 200
+    assert set(comp["reference"]) == {"dense", "best", "method"} and len(comp) > 200
+    # pairs of methods on the headline columns only: 7 methods, 21 pairs per model and ratio
+    pairs = comp[comp["reference"] == "method"]
+    assert set(pairs["column"]) == {"wikitext2", "average"} and len(pairs) == 2 * 2 * 2 * 21
     for _, c in comp.iterrows():
         mine, theirs = values.loc[(c["model"], c["method"], c["ratio"], c["tune"]), c["column"]], \
             values.loc[(c["model"], c["reference_method"], 0.0 if c["reference"] == "dense" else c["ratio"], "none"),
@@ -444,7 +447,7 @@ class _Collect(HTMLParser):
 
 
 @pytest.mark.parametrize("name", table_names(["wikitext2", "ptb"], zeroshot=True, efficiency=True, dense_full=True,
-                                             seeds=True))
+                                             seeds=True, models=2))
 def test_every_table_renders_in_every_format(results, name):
     table = build_table(name, with_full_dense(results) if name == "dense" else results)
     n_rows = sum(len(rows) for _, rows in table.groups)
@@ -475,7 +478,11 @@ def label_of(row) -> str:
 
 def test_what_we_see_ranks_only_where_the_paired_intervals_support_it(results):
     paragraphs = what_we_see(results)
-    assert len(paragraphs) == 3 and paragraphs[-1].startswith(DAGGER)
+    assert len(paragraphs) == 4 and paragraphs[-1].startswith(DAGGER)
+    # both models ran the same 7 methods at both ratios: 2 x 21 pairs of methods, each on both models
+    assert paragraphs[2].startswith("**Across models (tiny-gqa and tiny-mha).** On WikiText-2 perplexity, the "
+                                    "paired 95 % intervals order ")
+    assert " of 42 pairs of methods (compared at the same setting)" in paragraphs[2]
     comp = results.comparisons
     for model, text in zip(results.models, paragraphs):
         rows = results.summary[(results.summary["model"] == model) & (results.summary["method"] != "dense")]
@@ -592,6 +599,20 @@ def test_every_legend_fits_in_the_saved_figure(results, name, models, tmp_path):
         extent = legend.get_window_extent()
         assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1, \
             (name, models, extent, box)
+
+
+@pytest.mark.parametrize("name", ["perplexity", "zeroshot"])
+def test_a_method_only_the_second_model_ran_is_in_the_legend(results, name):
+    """Gemma-3-270M runs fewer methods than SmolLM2 (config/models.yaml): the legend names every
+    panel's methods, whichever model comes first."""
+    subset = copy.copy(results)
+    summary = results.summary
+    subset.summary = summary[(summary["model"] == "tiny-mha") | (summary["method"] != "flap")]
+    fig = build_figure(name, subset)
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    assert "FLAP" in [t.get_text() for t in legend.get_texts()]
+    assert legend.get_window_extent().x1 <= fig.bbox.x1
 
 
 def test_zeroshot_figure_marks_every_calibration_seed(results):
@@ -781,7 +802,7 @@ def curve_results() -> Results:
     comparisons = compare(summary, pd.DataFrame(runs), ["wikitext2"])
     on_curve = summary["tune"].str.startswith("lora-")
     return Results(order_rows(summary[~on_curve]), pd.DataFrame(), metrics, {}, pd.DataFrame(), comparisons,
-                   summary[on_curve].reset_index(drop=True))
+                   curve=summary[on_curve].reset_index(drop=True))
 
 
 def test_each_curve_point_is_compared_with_the_point_before_it():

@@ -13,7 +13,8 @@ from conftest import REPO, SNAKEMAKE, TINY_METHODS, run_snakemake, write_config
 from prunebench.reporting.results import SUMMARY_COLUMNS
 
 
-@pytest.mark.parametrize("configs", [["default"], ["default", "extended"], ["default", "round_to"], ["paper"]])
+@pytest.mark.parametrize("configs", [["default"], ["default", "extended"], ["default", "extended", "models"],
+                                     ["default", "round_to"], ["paper"]])
 def test_dry_run_resolves_every_job(configs, tmp_path, data_root):
     import subprocess
 
@@ -23,6 +24,13 @@ def test_dry_run_resolves_every_job(configs, tmp_path, data_root):
     assert "evaluate" in result.stdout and "prune" in result.stdout
     if "extended" in configs:  # the depth methods join the default suite's rows, recovery and benchmark
         assert "results/smollm2-135m/shortgpt/0.5/lora/metrics.json" in result.stdout
+    if "models" in configs:  # Gemma: exactly the rows its `runs` name, recovered where they say
+        runs = yaml.safe_load((REPO / "config" / "models.yaml").read_text())["models"]["gemma3-270m"]["runs"]
+        expected = {"dense/0"} | {f"{name}/{r:g}" for name, ratios in runs["prune"].items() for r in ratios}
+        expected |= {f"{name}/{r:g}/lora" for name, ratios in runs["recover"].items() for r in ratios}
+        planned = set(re.findall(r"results/gemma3-270m/(\S+)/metrics\.json", result.stdout))
+        assert planned == expected and len(planned) == 1 + 18 + 3
+        assert "results/gemma3-270m/efficiency.csv" in result.stdout
 
 
 def test_tiny_suite_end_to_end(tiny_run):
@@ -145,9 +153,72 @@ def test_rows_a_later_config_file_adds_leave_the_finished_evaluations_inputs_alo
     update_config(both, extended)  # as snakemake merges --configfile default.yaml extended.yaml
     seeded = [name for name, m in extended["methods"].items() if "seeds" in m]
     for ratio, count in (("0.2", 14), ("0.5", 14)):  # 7 methods w/o and w/ tune
-        before, after = checkpoint_order(default, ratio), checkpoint_order(both, ratio)
+        before, after = (checkpoint_order(config, "smollm2-135m", ratio) for config in (default, both))
         assert len(before) == count and len(set(before)) == count
         assert after[:count] == before  # each default run's candidates: the same checkpoints
         assert {run for run, _ in after[count:]} == set(extended["methods"]) - set(default["methods"])
     # second seeds are evaluated on their own: in no run's candidates, so adding them moves none
-    assert seeded and not any("@seed" in run for run, _ in checkpoint_order(both, "0.2"))
+    assert seeded and not any("@seed" in run for run, _ in checkpoint_order(both, "smollm2-135m", "0.2"))
+
+
+def config_with_runs(runs: dict) -> dict:
+    config = yaml.safe_load((REPO / "config" / "default.yaml").read_text())
+    config["models"]["smollm2-135m"]["runs"] = runs
+    return config
+
+
+@pytest.mark.parametrize("runs, message", [
+    ({"prune": {"flapp": [0.2]}}, "runs.prune.flapp: no method entry 'flapp'; configured: flap, wanda-sp, "),
+    ({"prune": {"flap": [0.3]}}, r"models.smollm2-135m.runs.prune.flap: ratio 0.3 is not among the ratios "
+                                 r"\[0.2, 0.5\]"),
+    ({"prune": {"flap": [0.2]}, "recover": {"flap": [0.5]}},
+     r"models.smollm2-135m.runs.recover.flap: ratio 0.5 is recovered but not pruned \(runs.prune.flap\)"),
+])
+def test_a_models_runs_must_name_configured_entries_and_ratios(runs, message):
+    from prunebench.config import ConfigError, check_config
+
+    with pytest.raises(ConfigError, match=message):
+        check_config(config_with_runs(runs), verify_data=False)
+
+
+def test_a_models_runs_recover_only_entries_that_allow_it():
+    from prunebench.config import ConfigError, check_config
+
+    config = config_with_runs({"prune": {"random": [0.2]}, "recover": {"random": [0.2]}})
+    config["methods"]["random"]["tune"] = False
+    with pytest.raises(ConfigError, match="runs.recover.random: methods.random has tune: false, so it is never"):
+        check_config(config, verify_data=False)
+
+
+def test_a_model_without_runs_gets_every_entry_and_one_with_runs_only_its_own():
+    from prunebench.config import checkpoint_order, runs_at
+
+    config = config_with_runs({"prune": {"wanda-sp": [0.2, 0.5], "flap": [0.2]}, "recover": {"flap": [0.2]}})
+    config["models"]["other"] = {"source": "builtin:smollm2-135m"}
+    config["methods"]["flap"]["seeds"] = [0, 1]
+    assert runs_at(config, "smollm2-135m", "0.2") == ["flap", "wanda-sp"]  # config order; no further seed
+    assert runs_at(config, "smollm2-135m", "0.5") == ["wanda-sp"]
+    assert runs_at(config, "smollm2-135m", "0.2", "lora") == ["flap"]
+    assert runs_at(config, "smollm2-135m", "0.5", "lora") == []
+    assert checkpoint_order(config, "smollm2-135m", "0.2") == [("flap", "none"), ("flap", "lora"), ("wanda-sp", "none")]
+    assert runs_at(config, "other", "0.5") == list(config["methods"]) + ["flap@seed1"]
+    assert len(checkpoint_order(config, "other", "0.5")) == 14
+
+
+def test_models_config_keeps_smollm2_rows_and_spares_gemma_the_full_dense_evaluation():
+    """config/models.yaml on top of the extended suite: SmolLM2's runs and their order are the extended
+    suite's (no finished row is redone), Gemma's dense model stays on the subsample."""
+    from snakemake.utils import update_config
+
+    from prunebench.config import checkpoint_order, full_for_dense, runs_at
+
+    merged = {}
+    for name in ("default", "extended", "models"):
+        update_config(merged, yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text()))
+        if name == "extended":
+            extended = copy.deepcopy(merged)
+    for ratio in ("0.2", "0.5"):
+        assert checkpoint_order(merged, "smollm2-135m", ratio) == checkpoint_order(extended, "smollm2-135m", ratio)
+        assert runs_at(merged, "smollm2-135m", ratio) == runs_at(extended, "smollm2-135m", ratio)
+    assert runs_at(merged, "gemma3-270m", "0.2", "lora") == ["flap", "wanda-sp", "llm-pruner-element1"]
+    assert full_for_dense(merged, "smollm2-135m", "zeroshot") and not full_for_dense(merged, "gemma3-270m", "zeroshot")

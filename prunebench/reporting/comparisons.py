@@ -1,8 +1,10 @@
 """Paired comparisons of the collated rows on their items (prunebench.evaluation.items): every
 pruned or recovered row against the dense model, against the best row of its group (same model,
-ratio and tune), recovered against the same method without recovery and, on a recovery curve,
-against the same method's recovery with the next fewer steps ("previous"); each difference with its
-paired bootstrap interval (prunebench.reporting.statistics).
+ratio and tune), recovered, against the same method without recovery and, on a recovery curve,
+against the same method's recovery with the next fewer steps ("previous"), and on the headline
+columns (`pair_columns`) against every later row of its group (reference "method": each pair of
+methods once, for what transfers across models); each difference with its paired bootstrap interval
+(prunebench.reporting.statistics).
 
 A row evaluated with several calibration seeds is compared by its items' mean over the seeds, the
 same mean its table entry shows, and its calibration spread is included this way: its interval
@@ -26,7 +28,7 @@ from ..paths import ITEMS
 from .results import PPL_COLUMNS, row_key
 from .statistics import paired_bootstrap
 
-__all__ = ["COMPARISON_COLUMNS", "TASK_OF_COLUMN", "run_items", "row_items", "selection", "compare"]
+__all__ = ["COMPARISON_COLUMNS", "TASK_OF_COLUMN", "run_items", "row_items", "selection", "pair_columns", "compare"]
 
 COMPARISON_COLUMNS = ["model", "method", "ratio", "tune", "column", "reference", "reference_method",
                       "reference_tune", "diff", "low", "high", "items"]
@@ -53,6 +55,11 @@ def selection(index: pd.MultiIndex, column: str) -> tuple[pd.Series, pd.Series |
     if column == "average":
         return kind == "zeroshot", pd.Series(name, index=index)
     return (kind == "zeroshot") & (name == TASK_OF_COLUMN[column]), None
+
+
+def pair_columns(columns: list[str]) -> list[str]:
+    """The columns methods are compared on pairwise: the first perplexity column and the Average."""
+    return [c for c in columns if c in PPL_COLUMNS][:1] + [c for c in columns if c == "average"]
 
 
 def _difference(a: pd.Series, b: pd.Series, column: str):
@@ -86,9 +93,9 @@ def _previous(summary: pd.DataFrame, row: pd.Series) -> tuple | None:
 
 
 def compare(summary: pd.DataFrame, runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Every row's differences to dense, to its group's best, (recovered) to its untuned self and
-    (on a recovery curve) to its previous point, for each of `columns`; `runs` is `run_items` of the
-    summary's runs."""
+    """Every row's differences to dense, to its group's best, (recovered) to its untuned self, (on a
+    recovery curve) to its previous point and, on `pair_columns`, to every later row of its group,
+    for each of `columns`; `runs` is `run_items` of the summary's runs."""
     out = []
     wide = row_items(runs)
     keys = {row_key(r) for _, r in summary.iterrows()}
@@ -96,10 +103,13 @@ def compare(summary: pd.DataFrame, runs: pd.DataFrame, columns: list[str]) -> pd
     for (model, ratio, tune), group in pruned.groupby(["model", "ratio", "tune"], sort=False):
         for column in (c for c in columns if c in group and group[c].notna().any()):
             best = group.loc[group[column].idxmin() if column in PPL_COLUMNS else group[column].idxmax()]
-            for _, row in group.iterrows():
+            pairs = column in pair_columns(columns)
+            for i, (_, row) in enumerate(group.iterrows()):
                 references = [("dense", (model, "dense", 0.0, "none")), ("best", row_key(best)),
                               ("untuned", (model, row["method"], float(ratio), "none")),
                               ("previous", _previous(summary, row))]
+                if pairs:
+                    references += [("method", row_key(later)) for _, later in group.iloc[i + 1:].iterrows()]
                 for name, reference in references:
                     if reference is None or reference not in keys or (name != "dense" and reference == row_key(row)) \
                             or (name == "untuned" and tune == "none"):

@@ -1,22 +1,28 @@
 """The "what we see" paragraph of reports/README.md, written from the numbers: the best method per
 ratio and tune and whom it beats, whether recovery helped, whether calibration seeds or evaluation
 noise move the numbers more, measured speed against the FLOP-ideal, which methods chose a
-per-layer structure. A ranking is stated only where the paired bootstrap interval
-(prunebench.reporting.comparisons) excludes zero, "indistinguishable" otherwise; nothing here is
-typed by hand.
+per-layer structure; across models, which orderings of methods hold on both and the methods' rank
+correlation (prunebench.reporting.transfer). A ranking is stated only where the paired bootstrap
+interval (prunebench.reporting.comparisons) excludes zero, "indistinguishable" otherwise; nothing
+here is typed by hand.
 """
 from __future__ import annotations
 
 import math
+from itertools import combinations
 
 import pandas as pd
 
 from .protocol import DAGGER
 from ..evaluation.zeroshot import available_tasks, task_config
+from .comparisons import pair_columns
 from .results import COLUMN_LABELS, DATASET_LABELS, PPL_COLUMNS, Results, method_label, setting_label
 from .tradeoff import measure_label, quality_column, quality_speed, speed_measures
+from .transfer import CANNOT_TELL, DIFFERENT, SAME, pair_transfer
 
-__all__ = ["what_we_see"]
+__all__ = ["what_we_see", "across_models"]
+
+_LISTED = 8  # pairs named per verdict before "and N more"
 
 
 def _mark(row: pd.Series, column: str) -> str:
@@ -298,6 +304,72 @@ def _chance_sentence(dense: pd.Series) -> str:
             f"guessing: {'that task' if len(near) == 1 else 'these tasks'} cannot rank methods for this model.")
 
 
+def _metric_name(column: str) -> str:
+    return f"{DATASET_LABELS[column]} perplexity" if column in PPL_COLUMNS else "the zero-shot average"
+
+
+def _listed(texts: list[str]) -> str:
+    more = len(texts) - _LISTED
+    return "; ".join(texts[:_LISTED]) + (f"; and {more} more (the transfer table)" if more > 0 else "")
+
+
+def _ordered(pair) -> tuple[str, str]:
+    """A `pair_transfer` row's two methods, the one the first model's interval favours first."""
+    first, second = method_label(pair.method), method_label(pair.other)
+    return (first, second) if pair.order_a > 0 else (second, first)
+
+
+def _pair_sentence(results: Results, pairs: pd.DataFrame, column: str, model_a: str, model_b: str) -> str:
+    """How many pairs of methods the intervals order alike on both models, which the opposite way."""
+    count = pairs["verdict"].value_counts()
+    text = (f"On {_metric_name(column)}, the paired 95 % intervals order {count.get(SAME, 0)} of {len(pairs)} pairs of "
+            f"methods (compared at the same setting) the same way on both models, {count.get(DIFFERENT, 0)} the "
+            f"opposite way, and for {count.get(CANNOT_TELL, 0)} at least one model's interval includes no difference")
+    same = ["{} over {} at {}".format(*_ordered(r), results.setting(r.ratio, r.tune))
+            for r in pairs[pairs["verdict"] == SAME].itertuples()]
+    different = ["{} over {} on {}, the reverse on {} at {}".format(*_ordered(r), model_a, model_b,
+                                                                    results.setting(r.ratio, r.tune))
+                 for r in pairs[pairs["verdict"] == DIFFERENT].itertuples()]
+    if same:
+        text += f". Holds on both: {_listed(same)}"
+    if different:
+        text += f". Does not hold: {_listed(different)}"
+    return text + "."
+
+
+def _correlation_sentence(results: Results, model_a: str, model_b: str) -> str:
+    corr = results.correlations
+    if corr.empty:
+        return ""
+    # a NaN ρ: one model's methods all tie, so there is no order to compare
+    rows = corr[(corr["model_a"] == model_a) & (corr["model_b"] == model_b) & corr["rho"].notna()]
+    parts = []
+    for r in rows.itertuples():
+        verdict = ("the order carries over" if r.low > 0 else "the order is reversed" if r.high < 0
+                   else "cannot tell whether the order carries over")
+        parts.append(f"{_metric_name(r.column)} at {results.setting(r.ratio, r.tune)}: ρ = {r.rho:+.2f} "
+                     f"[{r.low:+.2f}, {r.high:+.2f}] over {r.methods} methods ({verdict})")
+    if not parts:
+        return ""
+    return ("Spearman rank correlation of the methods between the two models, with its 95 % bootstrap interval "
+            "(each model's windows and documents resampled): " + "; ".join(parts) + ".")
+
+
+def across_models(results: Results) -> list[str]:
+    """One paragraph per pair of models: which orderings of methods hold on both, which do not,
+    and the methods' rank correlation; every claim from the paired intervals."""
+    paragraphs = []
+    for model_a, model_b in combinations(results.models, 2):
+        pairs = pair_transfer(results.comparisons, model_a, model_b) if not results.comparisons.empty else None
+        if pairs is None or pairs.empty:
+            continue
+        sentences = [_pair_sentence(results, pairs[pairs["column"] == c], c, model_a, model_b)
+                     for c in pair_columns(results.measured) if (pairs["column"] == c).any()]
+        sentences.append(_correlation_sentence(results, model_a, model_b))
+        paragraphs.append(f"**Across models ({model_a} and {model_b}).** " + " ".join(s for s in sentences if s))
+    return paragraphs
+
+
 def what_we_see(results: Results) -> list[str]:
     """One paragraph per model, then the caveat on subsampled numbers when there are any."""
     paragraphs = []
@@ -311,6 +383,7 @@ def what_we_see(results: Results) -> list[str]:
                       _speed_sentence(results, model), _front_sentence(results, model),
                       _structure_sentence(results, model, rows)]
         paragraphs.append(f"**{model}.** " + " ".join(s for s in sentences if s))
+    paragraphs += across_models(results)
     flags = [c for c in results.summary if c.endswith("_subsampled")]
     if flags and results.summary[flags].any().any():
         paragraphs.append(f"{DAGGER} marks numbers measured on a subsample of the test set (see the notes under "

@@ -82,8 +82,13 @@ def _grid(nrows: int, ncols: int, width: float = 4.2, height: float = 3.2):
 def _legend(fig, axes) -> None:
     """The legend below the panels, in as many columns (at most 4) as fit the figure's width: a
     one-panel figure is narrower than four long labels side by side, and the saved image is the
-    figure's box, so a wider legend would be cut off at both edges."""
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure's box, so a wider legend would be cut off at both edges. Every panel's entries, once: a
+    method one model ran and another did not is still named."""
+    entries = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    labels, handles = list(entries), list(entries.values())
     renderer = fig.canvas.get_renderer()
     for ncols in range(min(len(labels), 4), 0, -1):
         legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)

@@ -44,7 +44,11 @@ def readme(results: Results, tables: dict[str, str], figures: list[str]) -> str:
     parts += [p + "\n" for p in what_we_see(results)]
     parts += ["## Main table", "", tables["main"]]
     for name, heading in (("paired", "Paired differences with confidence intervals"),
-                          ("recovery", "What recovery buys: the recovery curve"), ("seeds", "Calibration seeds")):
+                          ("recovery", "What recovery buys: the recovery curve"),
+                          ("across_models", "Across models: each method against its own dense model"),
+                          ("transfer", "Across models: which conclusions transfer"),
+                          ("correlation", "Across models: rank correlation of the methods"),
+                          ("seeds", "Calibration seeds")):
         if name in tables:
             parts += [f"## {heading}", "", tables[name]]
     if "dense" in tables:

@@ -33,17 +33,19 @@ COLUMN_LABELS = {"wikitext2": "WikiText2↓", "ptb": "PTB↓", "ptb_test": "PTB 
 DATASET_LABELS = {"wikitext2": "WikiText-2", "ptb": "PTB", "ptb_test": "PTB test"}
 
 # Rows read from baselines to the papers' methods, dense first; unknown methods follow by name.
-METHOD_ORDER = ["dense", "random", "magnitude-sp", "wanda-sp", "llm-pruner-l2", "llm-pruner-random",
-                "llm-pruner-channel", "llm-pruner-vector", "llm-pruner-element2", "llm-pruner-element1",
-                "flap-paper-metric", "flap", "minitron-mlp", "minitron-heads-mlp", "minitron", "shortgpt",
-                "shortened-llama-ppl"]
+METHOD_ORDER = ["dense", "random", "magnitude-sp", "wanda-sp", "wanda-sp-query-heads", "llm-pruner-l2",
+                "llm-pruner-random", "llm-pruner-channel", "llm-pruner-vector", "llm-pruner-element2",
+                "llm-pruner-element1", "flap-paper-metric", "flap-query-heads", "flap", "minitron-mlp",
+                "minitron-heads-mlp", "minitron", "shortgpt", "shortened-llama-ppl"]
 METHOD_LABELS = {"dense": "Dense", "random": "Random", "magnitude-sp": "Magnitude-sp (L2)",
-                 "wanda-sp": "Wanda-sp", "llm-pruner-l2": "LLM-Pruner L2", "llm-pruner-random": "LLM-Pruner Random",
+                 "wanda-sp": "Wanda-sp", "wanda-sp-query-heads": "Wanda-sp (query heads)",
+                 "llm-pruner-l2": "LLM-Pruner L2", "llm-pruner-random": "LLM-Pruner Random",
                  "llm-pruner-channel": "LLM-Pruner Channel",
                  "llm-pruner-vector": "LLM-Pruner Vector", "llm-pruner-element1": "LLM-Pruner Element¹",
                  "llm-pruner-element2": "LLM-Pruner Element²", "flap-paper-metric": "FLAP (paper's head metric)",
-                 "flap": "FLAP", "minitron": "Minitron (heads, MLP, hidden)", "minitron-heads-mlp": "Minitron (heads, MLP)",
-                 "minitron-mlp": "Minitron (MLP)", "shortgpt": "ShortGPT (BI)", "shortened-llama-ppl": "Shortened LLaMA (PPL)"}
+                 "flap-query-heads": "FLAP (query heads)", "flap": "FLAP", "minitron": "Minitron (heads, MLP, hidden)",
+                 "minitron-heads-mlp": "Minitron (heads, MLP)", "minitron-mlp": "Minitron (MLP)",
+                 "shortgpt": "ShortGPT (BI)", "shortened-llama-ppl": "Shortened LLaMA (PPL)"}
 
 
 def summary_row(metrics: dict) -> dict:
@@ -151,7 +153,8 @@ class Results:
     with, per measured column, `<col>_subsampled` flags, plus `average_stderr`; every model's
     efficiency rows; each row's (main run's) metrics.json for the protocol; the config the
     efficiency rows were measured under; every seed's row of methods run with several
-    (`seeds`), and the paired comparisons (`comparisons`, prunebench.reporting.comparisons)."""
+    (`seeds`), the paired comparisons (`comparisons`, prunebench.reporting.comparisons) and the
+    methods' rank correlations between models (`correlations`)."""
 
     summary: pd.DataFrame
     efficiency: pd.DataFrame
@@ -159,6 +162,7 @@ class Results:
     config: dict = field(default_factory=dict)  # the run's config: efficiency.csv does not record its settings
     seeds: pd.DataFrame = field(default_factory=pd.DataFrame)
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    correlations: pd.DataFrame = field(default_factory=pd.DataFrame)  # prunebench.reporting.transfer
     curve: pd.DataFrame = field(default_factory=pd.DataFrame)  # the recovery curve's points, not in the summary
 
     @property
@@ -206,7 +210,8 @@ class Results:
 
 def load_results(summary_csv: str | Path, metrics_paths: Iterable[str | Path],
                  efficiency_csvs: Iterable[str | Path] = (), config: dict | None = None,
-                 seeds_csv: str | Path | None = None, comparisons_csv: str | Path | None = None) -> Results:
+                 seeds_csv: str | Path | None = None, comparisons_csv: str | Path | None = None,
+                 correlations_csv: str | Path | None = None) -> Results:
     metrics = {row_key(m): m for m in map(read_json, metrics_paths) if is_main_run(m)}
     summary = pd.read_csv(summary_csv)
     summary["tune"] = summary["tune"].fillna("none")
@@ -220,8 +225,9 @@ def load_results(summary_csv: str | Path, metrics_paths: Iterable[str | Path],
     if not seeds.empty:
         seeds = order_rows(seeds.assign(tune=seeds["tune"].fillna("none"), average_stderr=_average_stderr(seeds)))
     comparisons = pd.read_csv(comparisons_csv) if comparisons_csv else pd.DataFrame()
+    correlations = pd.read_csv(correlations_csv) if correlations_csv else pd.DataFrame()
     on_curve = summary["tune"].map(is_curve_point)
-    return Results(order_rows(summary[~on_curve]), efficiency, metrics, config or {}, seeds, comparisons,
+    return Results(order_rows(summary[~on_curve]), efficiency, metrics, config or {}, seeds, comparisons, correlations,
                    summary[on_curve].reset_index(drop=True))
 
 

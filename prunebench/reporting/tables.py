@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from .comparisons import pair_columns
 from .protocol import (
     DAGGER,
     calibration_notes,
@@ -41,10 +43,13 @@ from .results import (
     row_key,
     setting_label,
 )
+from .statistics import LEVEL, N_RESAMPLES
 from .tradeoff import measure_label, quality_column, quality_speed, speed_measures
+from .transfer import pair_transfer
 
 __all__ = ["Cell", "Table", "FORMATS", "render", "table_names", "build_table", "dense_table", "cost_table",
-           "tradeoff_table", "recovery_table", "REFERENCE"]
+           "tradeoff_table", "recovery_table", "across_models_table", "transfer_table", "correlation_table",
+           "REFERENCE"]
 
 FORMATS = ("md", "tex", "html")
 REFERENCE = Path(__file__).with_name("reference.yaml")
@@ -178,21 +183,31 @@ def models_table(results: Results, dataset: str) -> Table:
     return Table(title, [f"{m}↓" for m in results.models], groups, _metric_notes(results, [dataset], groups))
 
 
-def _difference_cell(comparisons: pd.DataFrame, key: tuple) -> Cell:
+def _interval_cell(diff: float, low: float, high: float, column: str) -> Cell:
     """A paired difference and its interval: perplexity as the ratio of perplexities, accuracy in points."""
-    if key not in comparisons.index:
-        return Cell()
-    diff, low, high = comparisons.loc[key, ["diff", "low", "high"]]
-    if key[4] in PPL_COLUMNS:
+    if column in PPL_COLUMNS:
         return Cell(f"×{np.exp(diff):.2f}", f"[{np.exp(low):.2f}, {np.exp(high):.2f}]")
     return Cell(f"{100 * diff:+.2f}", f"[{100 * low:+.1f}, {100 * high:+.1f}]")
+
+
+def _difference_cell(comparisons: pd.DataFrame, key: tuple) -> Cell:
+    """The comparison `key` (model, method, ratio, tune, column, reference) as `_interval_cell`."""
+    if key not in comparisons.index:
+        return Cell()
+    return _interval_cell(*comparisons.loc[key, ["diff", "low", "high"]], key[4])
+
+
+_DIFFERENCE_NOTE = ("Perplexity: the model's perplexity as a multiple of the reference's (the exponential of the "
+                    "difference of log-perplexities); accuracy: the difference in points; in brackets its 95 % "
+                    "interval. An interval that excludes 1 (perplexity) or 0 (accuracy) supports a ranking; one that "
+                    "includes it does not. A row with several seeds is compared by its items' mean over the seeds.")
 
 
 def paired_table(results: Results) -> Table:
     """Each pruned or recovered row against the dense model and against its group's best: the paired
     difference of perplexity and of the zero-shot average with its bootstrap interval."""
     columns = [c for c in results.measured if c in PPL_COLUMNS or c == "average"]
-    comparisons = results.comparisons.set_index(["model", "method", "ratio", "tune", "column", "reference"])
+    comparisons = _by_key(results.comparisons)
     best = results.comparisons[results.comparisons["reference"] == "best"].groupby(
         ["model", "ratio", "tune", "column"])["reference_method"].first()
     frame = _with_labels(results, results.summary[results.summary["method"] != "dense"], by_model=True)
@@ -208,11 +223,7 @@ def paired_table(results: Results) -> Table:
                 cells.append(Cell("best") if is_best else _difference_cell(comparisons, (*key, column, "best")))
             body.append((row["label"], cells))
         groups.append((group, body))
-    notes = ["Perplexity: the model's perplexity as a multiple of the reference's (the exponential of the "
-             "difference of log-perplexities); accuracy: the difference in points; in brackets its 95 % interval. "
-             "An interval that excludes 1 (perplexity) or 0 (accuracy) supports a ranking; one that includes it "
-             "does not. A row with several seeds is compared by its items' mean over the seeds.",
-             comparison_note(results), data_note(results)]
+    notes = [_DIFFERENCE_NOTE, comparison_note(results), data_note(results)]
     labels = [f"{COLUMN_LABELS[c]} vs {ref}" for c in columns for ref in ("dense", "best")]
     return Table("Paired differences to the dense model and to the best of each row group", labels, groups, notes)
 
@@ -228,7 +239,7 @@ def recovery_table(results: Results) -> Table:
     before it (the same method, fewer steps)."""
     curves = results.recovery_curves
     columns = [c for c in results.measured if c in PPL_COLUMNS][:1] + [c for c in ["average"] if c in results.measured]
-    comparisons = results.comparisons.set_index(["model", "method", "ratio", "tune", "column", "reference"])
+    comparisons = _by_key(results.comparisons)
     many = len(results.models) > 1
     groups = []
     for (model, ratio), rows in curves.groupby(["model", "ratio"], sort=False):
@@ -261,6 +272,89 @@ def recovery_table(results: Results) -> Table:
              "supports no change between the two points."]
     notes += [comparison_note(results)] + zeroshot_notes(results) + recovery_notes(results) + [data_note(results)]
     return Table("What recovery buys: the recovery curve", labels, groups, notes)
+def _by_key(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons against dense and the best, indexed (model, method, ratio, tune, column, reference)."""
+    single = comparisons[comparisons["reference"] != "method"]  # pairs of methods: transfer.pair_transfer
+    return single.set_index(["model", "method", "ratio", "tune", "column", "reference"])
+
+
+def _setting_groups(rows: pd.DataFrame) -> list:
+    """`rows` (ratio, tune, method) grouped by setting, each setting's methods once, in report order."""
+    ordered = order_rows(rows.assign(model="")).drop_duplicates(["ratio", "tune", "method"])
+    return list(ordered.groupby(["ratio", "tune"], sort=False))
+
+
+def across_models_table(results: Results) -> Table:
+    """Each method at each setting on every model: its perplexity as a multiple of its own dense
+    model's and its zero-shot Average's difference to it, with the paired intervals."""
+    columns = pair_columns(results.measured)
+    comparisons = _by_key(results.comparisons)
+    pruned = results.summary[results.summary["method"] != "dense"]
+    groups = []
+    for (ratio, tune), rows in _setting_groups(pruned):
+        body = [(method_label(method), [_difference_cell(comparisons, (model, method, ratio, tune, column, "dense"))
+                                        for model in results.models for column in columns])
+                for method in rows["method"]]
+        groups.append((results.setting(ratio, tune), body))
+    labels = [f"{model} {COLUMN_LABELS[c]} vs dense" for model in results.models for c in columns]
+    notes = ["Every model against its own dense model, on its own windows and documents. " + _DIFFERENCE_NOTE,
+             comparison_note(results), data_note(results)]
+    return Table("Each method against its own dense model, on every model", labels, groups, notes)
+
+
+def transfer_table(results: Results) -> Table:
+    """Each pair of methods at each setting, on each pair of models: the paired interval of the
+    first minus the second on each model and whether the two order them alike (comparisons'
+    pairwise intervals; prunebench.reporting.transfer)."""
+    columns, groups = pair_columns(results.measured), []
+    two = len(results.models) == 2  # else the group labels name each pair's models
+    names = results.models if two else ["first model", "second model"]
+    headers = [f"{COLUMN_LABELS[c]} {what}" for c in columns for what in (*names, "transfer")]
+    for model_a, model_b in combinations(results.models, 2):
+        pairs = pair_transfer(results.comparisons, model_a, model_b)
+        for (ratio, tune), rows in pairs.groupby(["ratio", "tune"], sort=False):
+            body = [(f"{method_label(method)} vs {method_label(other)}",
+                     _transfer_cells(pair.set_index("column"), columns))
+                    for (method, other), pair in rows.groupby(["method", "other"], sort=False)]
+            label = results.setting(ratio, tune)
+            groups.append((label if two else f"{model_a} / {model_b} · {label}", body))
+    notes = ["Each pair of methods run on both models at the same setting: the first method against the second on "
+             "each model (the paired difference with its 95 % interval), and whether the intervals order them the "
+             "same way on both models (same), the opposite way (different), or do not order them on at least one "
+             "(cannot tell). " + _DIFFERENCE_NOTE, comparison_note(results)]
+    return Table("Which conclusions transfer between models: pairs of methods", headers, groups, notes)
+
+
+def _transfer_cells(pair: pd.DataFrame, columns: list[str]) -> list[Cell]:
+    """A pair's interval on each model and the verdict, per column (`pair_transfer` rows by column)."""
+    cells = []
+    for column in columns:
+        if column not in pair.index:
+            cells += [Cell(), Cell(), Cell()]
+            continue
+        row = pair.loc[column]
+        cells += [_interval_cell(row[f"diff_{m}"], row[f"low_{m}"], row[f"high_{m}"], column) for m in "ab"]
+        cells.append(Cell(row["verdict"]))
+    return cells
+
+
+def correlation_table(results: Results) -> Table:
+    """Spearman's rank correlation of the methods between each pair of models, per setting and column."""
+    corr = results.correlations
+    groups = []
+    for (model_a, model_b), pair in corr.groupby(["model_a", "model_b"], sort=False):
+        body = [(f"{results.setting(r.ratio, r.tune)} · {COLUMN_LABELS[r.column]}",
+                 [Cell("–", "a model's methods all tie") if np.isnan(r.rho)
+                  else Cell(f"{r.rho:+.2f}", f"[{r.low:+.2f}, {r.high:+.2f}]"), Cell(f"{r.methods}")])
+                for r in pair.itertuples()]
+        groups.append((f"{model_a} / {model_b}", body))
+    notes = [f"Spearman's ρ of the methods' scores (perplexity, zero-shot Average) between the two models, over the "
+             f"methods both ran at the setting; in brackets its {100 * LEVEL:g} % percentile bootstrap interval "
+             f"({N_RESAMPLES:,} resamples of each model's own windows and documents, seeded, the same draw for all of "
+             "a model's methods). An interval above 0 says the methods' order carries over; one that includes 0 "
+             "does not say whether it does."]
+    return Table("Rank correlation of the methods between models", ["Spearman ρ", "Methods"], groups, notes,
+                 stub=("Models", "Setting"))
 
 
 def seeds_table(results: Results) -> Table:
@@ -456,15 +550,20 @@ def reference_table(path: Path = REFERENCE) -> Table:
 
 
 def table_names(datasets: list[str], zeroshot: bool, efficiency: bool, dense_full: bool = False,
-                pruned: bool = True, seeds: bool = False, curve: bool = False) -> list[str]:
+                pruned: bool = True, seeds: bool = False, models: int = 1, curve: bool = False) -> list[str]:
     """The tables a run produces: `datasets` are the perplexity sets evaluated; `dense_full`: the
     dense model was measured on the full test sets or tasks; `pruned`: any method ran; `seeds`:
-    a method ran with several calibration seeds; `curve`: there are recovery-curve points."""
-    return ["main", *(["paired"] if pruned else []), *(["seeds"] if seeds and pruned else []),
-            *(["recovery"] if curve and pruned else []),
+    a method ran with several calibration seeds; `models`: how many models are configured; `curve`:
+    there are recovery-curve points."""
+    across = ["across_models", "transfer", "correlation"] if pruned and models > 1 else []
+    return ["main", *(["paired"] if pruned else []), *(["recovery"] if curve and pruned else []), *across,
+            *(["seeds"] if seeds and pruned else []),
             *(["dense"] if dense_full else []), *[f"flap_{d}" for d in datasets],
             *(["flap_zeroshot"] if zeroshot else []), *(["cost"] if pruned else []),
             *(["efficiency"] if efficiency else []), *(["tradeoff"] if efficiency and datasets else []), "reference"]
+
+
+ACROSS_MODELS = {"across_models": across_models_table, "transfer": transfer_table, "correlation": correlation_table}
 
 
 def build_table(name: str, results: Results | None, reference: str | Path = REFERENCE) -> Table:
@@ -476,6 +575,8 @@ def build_table(name: str, results: Results | None, reference: str | Path = REFE
                            "Perplexity and zero-shot accuracy (LLM-Pruner Table 1 layout)")
     if name == "paired":
         return paired_table(results)
+    if name in ACROSS_MODELS:
+        return ACROSS_MODELS[name](results)
     if name == "seeds":
         return seeds_table(results)
     if name == "recovery":
@@ -521,7 +622,7 @@ def to_markdown(table: Table) -> str:
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "†": r"$^\dagger$",
           "↓": r"$\downarrow$", "±": r"$\pm$", "×": r"$\times$", "¹": r"$^1$", "²": r"$^2$", "·": r"$\cdot$",
-          "–": "--", "—": "---", "Σ": r"$\Sigma$"}
+          "–": "--", "—": "---", "Σ": r"$\Sigma$", "ρ": r"$\rho$"}
 
 
 def latex_escape(text: str) -> str:

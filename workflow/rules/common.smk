@@ -18,8 +18,10 @@ from prunebench.config import (
     curve_runs,
     curve_tune,
     evaluation_datasets,
+    full_for_dense,
     method_params,
     method_seeds,
+    model_plan,
     ratio_label,
     run_entry,
     runs_at,
@@ -99,9 +101,9 @@ def metrics_targets():
     for model in MODELS:
         for ratio in RATIOS:
             out += [f"{paths.result_dir(model, run, ratio, tune)}/{paths.METRICS}"
-                    for tune in ("none", "lora") for run in runs_at(config, ratio, tune)]
+                    for tune in ("none", "lora") for run in runs_at(config, model, ratio, tune)]
         out += [f"{paths.result_dir(model, run, ratio, curve_tune(steps))}/{paths.METRICS}"
-                for run, ratio, steps in curve_runs(config)]
+                for run, ratio, steps in curve_runs(config, model)]
     return out
 
 
@@ -127,8 +129,8 @@ def evaluation_inputs(tune):
 
     def inputs(wc):
         own = {"model": checkpoint_dir(wc, wc.method, tune), "dense": dense_dir(wc), "data": eval_data()}
-        order = checkpoint_order(config, wc.ratio)
-        if (wc.method, tune) not in order and wc.method in runs_at(config, wc.ratio, tune):
+        order = checkpoint_order(config, wc.model, wc.ratio)
+        if (wc.method, tune) not in order and wc.method in runs_at(config, wc.model, wc.ratio, tune):
             return own  # a further calibration seed: always evaluated on its own
         mine = content_hash(own["model"])
         for earlier, earlier_tune in order:

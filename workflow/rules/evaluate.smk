@@ -42,8 +42,8 @@ use rule evaluate as evaluate_dense with:
         bos=model_bos,
         tune="none",
         seed=None,
-        full_perplexity=config["evaluation"]["perplexity"]["full_for_dense"],
-        full_zeroshot=config["evaluation"]["zeroshot"]["full_for_dense"],
+        full_perplexity=lambda wc: full_for_dense(config, wc.model, "perplexity"),
+        full_zeroshot=lambda wc: full_for_dense(config, wc.model, "zeroshot"),
         device=config["device"],
     priority: 50
     log:

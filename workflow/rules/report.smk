@@ -18,10 +18,11 @@ BENCHMARKED = bool(config["benchmark"]["enabled"] and METHODS)
 PPL = config["evaluation"]["perplexity"]
 # Rows of earlier runs (EARLIER) count too: a default run after `make extended` keeps their tables.
 SEEDED = any(len(method_seeds(config, m)) > 1 for m in METHODS) or any("@seed" in p for p in EARLIER)
-CURVE = bool(curve_runs(config)) or any(is_curve_point(p.split("/")[-2]) for p in EARLIER)
+CURVE = any(curve_runs(config, m) for m in MODELS) or any(is_curve_point(p.split("/")[-2]) for p in EARLIER)
 ZS = config["evaluation"]["zeroshot"]
 DENSE_FULL = PPL["full_for_dense"] or PPL["max_windows"] is None or (ZEROSHOT and ZS["full_for_dense"])
-REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED, DENSE_FULL, bool(METHODS), SEEDED, CURVE)
+REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED, DENSE_FULL, bool(METHODS), SEEDED,
+                            models=len(MODELS), curve=CURVE)
 REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), ZEROSHOT, BENCHMARKED, bool(METHODS), CURVE)
 
 
@@ -29,6 +30,7 @@ def report_inputs(wc):
     """What every report job reads: collate's outputs and the metrics.json files it read, and the
     efficiency measurements."""
     return {"summary": paths.SUMMARY, "seeds": paths.SEEDS, "comparisons": paths.COMPARISONS,
+            "correlations": paths.CORRELATIONS,
             "metrics": rules.collate.input.metrics,
             "efficiency": [paths.efficiency_csv(m) for m in MODELS] if BENCHMARKED else []}
 

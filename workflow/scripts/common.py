@@ -35,4 +35,4 @@ def report_results(snakemake):
 
     i = snakemake.input
     metrics = [*i.metrics, *snakemake.params.earlier]
-    return load_results(i.summary, metrics, i.efficiency, snakemake.config, i.seeds, i.comparisons)
+    return load_results(i.summary, metrics, i.efficiency, snakemake.config, i.seeds, i.comparisons, i.correlations)
