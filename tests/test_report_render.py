@@ -19,8 +19,9 @@ FIXTURE = Path(__file__).parent / "fixtures" / "report"
 REPORT_RULES = ["report_tables", "report_figures", "report_readme"]
 # the fixture's dense model has no full-test-set pass (full_for_dense: false): no "dense" table
 # no "dense" table: the fixture's dense row has no full-test-set perplexity (test_report builds one)
-TABLES = ("main", "paired", "seeds", "flap_wikitext2", "flap_ptb", "flap_zeroshot", "cost", "efficiency", "tradeoff",
-          "reference")
+# two models (tiny-gqa, tiny-mha): the tables across models too
+TABLES = ("main", "paired", "across_models", "transfer", "correlation", "seeds", "flap_wikitext2", "flap_ptb",
+          "flap_zeroshot", "cost", "efficiency", "tradeoff", "reference")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

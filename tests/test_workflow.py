@@ -99,13 +99,15 @@ def test_tiny_suite_end_to_end(tiny_run):
     # another config file that adds a method (as config/extended.yaml does) and switches on the dense
     # model's full test sets (its own setting): only the new rows and the dense evaluation are planned
     # (the tiny recovery keeps no update, so the candidates' order is the next test's)
-    # Giving FLAP a second calibration seed adds its seed run without redoing its main run's prune, and
-    # a recovery curve adds its points' recoveries and evaluations.
+    # Giving Random a second calibration seed adds its seed run without redoing its main run's prune
+    # (whose job reads the entry without `seeds`), and a recovery curve adds its points' recoveries and
+    # evaluations.
     more = yaml.safe_load(config.read_text())
     more["evaluation"]["perplexity"]["full_for_dense"] = True
     extended = yaml.safe_load((REPO / "config" / "extended.yaml").read_text())["methods"]["llm-pruner-l2"]
     more["methods"]["llm-pruner-l2"] = dict(extended, tune=True)
-    more["methods"]["flap"]["seeds"] = [0, 1]
+    assert "seeds" not in more["methods"]["random"]
+    more["methods"]["random"]["seeds"] = [0, 1]
     more["recovery_curve"] = {"methods": ["flap", "random"], "ratios": [0.5], "steps": [6]}
     plan = run_snakemake(workdir, write_config(workdir / "more.yaml", more), "-n").stdout
     planned, rule = {}, None  # rule (or checkpoint) -> its planned jobs' first outputs
@@ -119,7 +121,7 @@ def test_tiny_suite_end_to_end(tiny_run):
         assert len(planned[rule]) == 1 and "/llm-pruner-l2/" in planned[rule][0], planned
     for rule in ("prune", "evaluate"):
         assert sorted(planned[rule]) == [f"results/tiny/{run}/0.5/{'model' if rule == 'prune' else 'metrics.json'}"
-                                         for run in ("flap@seed1", "llm-pruner-l2")], planned
+                                         for run in ("llm-pruner-l2", "random@seed1")], planned
     assert sorted(planned["recover_curve"]) == [f"results/tiny/{m}/0.5/lora-6/model" for m in ("flap", "random")]
     assert len(planned["evaluate_curve"]) == 2
 
