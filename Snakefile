@@ -25,6 +25,7 @@ include: "workflow/rules/prune.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/recover.smk"
 include: "workflow/rules/benchmark.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/collate.smk"
 include: "workflow/rules/report.smk"
 

@@ -19,7 +19,7 @@ from .sources.models import check_source
 __all__ = ["ConfigError", "check_config", "check_unique_keys", "schema_problem", "datasets_needed",
            "evaluation_datasets", "task_dataset", "calibration_of", "method_params", "ratio_label", "method_seeds",
            "seed_ratios", "model_plan", "runs_at", "checkpoint_order", "full_for_dense", "run_entry", "curve_tune",
-           "curve_runs", "curve_recovery"]
+           "curve_runs", "curve_recovery", "export_runs"]
 
 
 class ConfigError(ValueError):
@@ -132,6 +132,17 @@ def checkpoint_order(config: dict[str, Any], model: str, ratio: str) -> list[tup
     return [(run, tune) for run in config["methods"] for tune in ("none", "lora") if ratio in plan[tune].get(run, [])]
 
 
+def export_runs(config: dict[str, Any], model: str) -> list[tuple[str, str, str]]:
+    """(run, ratio label, tune) of every checkpoint of a model that `export` writes in deployable
+    formats: the main runs of its methods, w/o and w/ tune (the dense model is exported too)."""
+    export = config.get("export") or {}
+    if not export.get("enabled") or model not in export.get("models", config["models"]):
+        return []
+    methods, plan = export.get("methods") or list(config["methods"]), model_plan(config, model)
+    return [(name, ratio, tune) for tune in ("none", "lora") for name, ratios in plan[tune].items()
+            if name in methods for ratio in ratios]
+
+
 def curve_tune(steps: int) -> str:
     """The tune label, and results folder, of a recovery-curve point: "lora-<steps>"."""
     return f"lora-{steps}"
@@ -236,6 +247,18 @@ def _check_curve(config: dict[str, Any]) -> None:
         if steps == config["recovery"].get("steps"):
             raise ValueError(f"recovery_curve.steps: {steps} is the recovery's own steps, whose rows the suite "
                              "has already (w/ LoRA); give only other step counts")
+def _check_export(config: dict[str, Any]) -> None:
+    export = config.get("export") or {}
+    for key, known in (("models", config["models"]), ("methods", config["methods"]),
+                       ("perplexity", config["evaluation"]["perplexity"]["datasets"])):
+        for name in export.get(key) or []:
+            if name not in known:
+                raise ValueError(f"export.{key}: {name!r} is not among this config's {key}; allowed: {list(known)}")
+    if export.get("enabled") and "f16" not in export.get("formats", ["f16"]):
+        raise ValueError(f"export.formats {export['formats']} lacks f16: the quantized types are made from it "
+                         "(allowed: f16 with any of Q8_0, Q4_K_M)")
+
+
 def _check_runs(config: dict[str, Any], model: str, runs: dict[str, Any] | None) -> None:
     """A model's `runs` name configured method entries at configured ratios, and recover only what
     it also prunes there, with an entry that allows recovery."""
@@ -304,6 +327,7 @@ def _check(config: dict[str, Any], verify_data: bool) -> None:
         if ratio_label(ratio) not in labels:
             raise ValueError(f"seed_ratios: {ratio} is not among the ratios {config['ratios']}")
     _check_curve(config)
+    _check_export(config)
     _check_evaluation(config["evaluation"])
     recovery = config["recovery"] if _recovers(config) else None
     for key in ("warmup", "eval_every") if recovery else ():

@@ -4,8 +4,8 @@ they read theirs from Snakemake's `input` and `output`."""
 from __future__ import annotations
 
 __all__ = ["DATA", "MODEL", "CALIBRATION", "RESULT", "METRICS", "ITEMS", "EFFICIENCY", "SUMMARY", "SEEDS",
-           "COMPARISONS", "CORRELATIONS", "RUN_PATTERN", "data_dir", "model_dir", "calibration_dir", "result_dir",
-           "efficiency_csv", "run_name", "split_run"]
+           "COMPARISONS", "CORRELATIONS", "RUN_PATTERN", "EXPORT", "LLAMACPP", "EFFICIENCY_LLAMACPP", "data_dir",
+           "model_dir", "calibration_dir", "result_dir", "efficiency_csv", "run_name", "split_run"]
 
 DATA = "resources/data/{dataset}"  # a verified copy of one shared dataset
 MODEL = "resources/models/{model}"  # the dense model: safetensors, tokenizer, manifest.json
@@ -16,6 +16,11 @@ RESULT = "results/{model}/{method}/{ratio}"
 METRICS = "metrics.json"  # an evaluation's numbers, beside its model
 ITEMS = "items.csv"  # and its per-item outcomes (prunebench.evaluation.items)
 EFFICIENCY = "results/{model}/efficiency.csv"  # speed and memory of every pruned model against the dense one
+# Beside a row's model/ (the dense model's: results/{model}/dense/0): its deployable formats (GGUF, a
+# standard HF folder) and llama.cpp's metrics.json and items.csv of those GGUFs
+EXPORT = "export"
+LLAMACPP = "llamacpp"
+EFFICIENCY_LLAMACPP = "results/{model}/efficiency-llamacpp.csv"  # the GGUFs' speed in llama.cpp, per format
 SUMMARY = "results/summary.csv"  # one row per model, method, ratio, tune (the mean over seeds)
 SEEDS = "results/seeds.csv"  # one row per seed of every method evaluated with several
 COMPARISONS = "results/comparisons.csv"  # paired differences with bootstrap intervals

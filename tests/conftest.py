@@ -234,6 +234,8 @@ def tiny_run(tmp_path_factory, tiny_dir, data_root):
     workdir = tmp_path_factory.mktemp("tiny-run")
     config = tiny_suite_config(tiny_dir, data_root)
     config["recovery_curve"] = {"methods": ["flap"], "ratios": [0.5], "steps": [4]}  # one point more than 2 steps
+    # FLAP's per-layer widths (pruned and recovered) and the dense model as GGUF, run by llama.cpp
+    config["export"] = {"enabled": True, "methods": ["flap"], "formats": ["f16", "Q8_0"]}
     configfile = write_config(workdir / "tiny.yaml", config)
     run_snakemake(workdir, configfile)
     return workdir, configfile

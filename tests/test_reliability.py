@@ -164,6 +164,10 @@ BAD_INPUTS = [
     ("curve-default-steps", lambda c, t: set_in(c, "recovery_curve", {"methods": ["flap"], "ratios": [0.5],
                                                                       "steps": [c["recovery"]["steps"]]}),
      ["recovery_curve.steps: 2 is the recovery's own steps, whose rows the suite has already (w/ LoRA)"]),
+    ("export-unknown-method", lambda c, t: set_in(c, "export", {"enabled": True, "methods": ["flapp"]}),
+     ["export.methods: 'flapp' is not among this config's methods; allowed: ['flap', "]),
+    ("export-without-f16", lambda c, t: set_in(c, "export", {"enabled": True, "formats": ["Q4_K_M"]}),
+     ["export.formats ['Q4_K_M'] lacks f16: the quantized types are made from it"]),
     ("evaluation-dtype", lambda c, t: set_in(c, "evaluation.dtype", "float64"),
      ["evaluation.dtype = 'float64': 'float64' is not one of ['float32', 'bfloat16', 'float16']"]),
 ]

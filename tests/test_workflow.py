@@ -93,6 +93,25 @@ def test_tiny_suite_end_to_end(tiny_run):
     recovery_md = (workdir / "reports" / "tables" / "recovery.md").read_text()
     assert re.search(r"\| FLAP +\| +4 \|", recovery_md), recovery_md
     assert (workdir / "reports" / "figures" / "recovery.svg").is_file()
+    # the deployed formats: GGUF (f16 written, Q8_0 by llama.cpp's quantizer) of the dense model and of
+    # FLAP's pruned and recovered models; a standard HF folder for the dense model only (FLAP's widths
+    # differ by layer); llama.cpp's perplexity on the same windows as PyTorch's; speed per format
+    for row in ("dense/0", "flap/0.5", "flap/0.5/lora"):
+        folder = workdir / "results" / "tiny" / row
+        record = json.loads((folder / "export" / "export.json").read_text())
+        assert record["gguf"]["status"] == "written" and set(record["files"]) == {"model-f16.gguf", "model-Q8_0.gguf"}
+        assert record["hf"]["hf"] == ("written" if row == "dense/0" else "not expressible")
+        ours = json.loads((folder / "llamacpp" / "metrics.json").read_text())["perplexity"]
+        pytorch = json.loads((folder / "metrics.json").read_text())["perplexity"]["wikitext2"]
+        assert ours["f16"]["wikitext2"]["windows"] == pytorch["windows"] == 4
+        assert ours["f16"]["wikitext2"]["ppl"] == pytest.approx(pytorch["ppl"], rel=1e-2), row
+    speed = pd.read_csv(workdir / "results" / "tiny" / "efficiency-llamacpp.csv")
+    assert sorted(zip(speed["method"], speed["format"], speed["dense_format"])) == [
+        ("dense", "Q8_0", "f16"), ("dense", "f16", "f16"), ("flap", "Q8_0", "Q8_0"), ("flap", "Q8_0", "f16"),
+        ("flap", "f16", "f16")]
+    assert (speed["decode_speedup_low"] <= speed["decode_speedup"]).all()
+    assert (speed["decode_speedup"] <= speed["decode_speedup_high"]).all()
+    assert "| FLAP " in (workdir / "reports" / "tables" / "deployment_speed.md").read_text()
     # nothing left to do on a second run
     again = run_snakemake(workdir, config, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

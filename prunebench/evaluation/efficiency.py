@@ -16,7 +16,7 @@ import json
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -26,7 +26,8 @@ from ..provenance import peak_memory_mb
 from ..pruning.checkpoint import layer_shapes, load_pruned
 from ..sources.models import head_dim_of
 
-__all__ = ["flops_per_token", "run_workload", "speedup_interval", "paired_speed", "measure_pair", "pair_row"]
+__all__ = ["flops_per_token", "run_workload", "speedup_interval", "paired_speed", "measure_pair", "pair_row",
+           "speed_columns"]
 
 
 def flops_per_token(model, context: int = 128) -> int:
@@ -82,24 +83,27 @@ def speedup_interval(dense_s: list[float], model_s: list[float], confidence: flo
 
 def paired_speed(dense, model, prefill_batches=(1, 8), prefill_tokens: int = 128, decode_tokens: int = 32,
                  repeats: int = 5, max_repeats: int = 20, max_halfwidth: float = 0.05, confidence: float = 0.95,
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, workload: Callable[..., dict[str, float]] = run_workload,
+                 vocab_size: int | None = None) -> dict[str, Any]:
     """Per measure (prefill_b<batch>, decode): the medians of both models' times, the speedup with
-    its interval, and the number of paired repeats it took."""
-    device = next(model.parameters()).device
+    its interval, and the number of paired repeats it took. `workload(model, ids, decode_tokens)`
+    times one model (PyTorch's `run_workload`; another runtime's, e.g. llama.cpp's, on the same
+    prompts); `vocab_size` where the models are not PyTorch modules."""
+    device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else "cpu"
     rng = torch.Generator().manual_seed(seed)
     batches = sorted(set(prefill_batches) | ({1} if decode_tokens else set()))  # decoding follows a batch of one
-    prompts = [torch.randint(0, dense.config.vocab_size, (b, prefill_tokens), generator=rng).to(device)
+    prompts = [torch.randint(0, vocab_size or dense.config.vocab_size, (b, prefill_tokens), generator=rng).to(device)
                for b in batches]
     wanted = [f"prefill_b{b}" for b in prefill_batches] + (["decode"] if decode_tokens else [])
     times: dict[str, dict[str, list[float]]] = {"dense": {k: [] for k in wanted}, "model": {k: [] for k in wanted}}
     for ids in prompts:  # warm-up: allocator, kernels, caches
-        run_workload(dense, ids, decode_tokens)
-        run_workload(model, ids, decode_tokens)
+        workload(dense, ids, decode_tokens)
+        workload(model, ids, decode_tokens)
     for r in range(max_repeats):
         for ids in prompts:
             pair = [("dense", dense), ("model", model)]
             for name, m in pair if r % 2 == 0 else pair[::-1]:
-                for key, seconds in run_workload(m, ids, decode_tokens).items():
+                for key, seconds in workload(m, ids, decode_tokens).items():
                     if key in wanted:
                         times[name][key].append(seconds)
         result = {key: speedup_interval(times["dense"][key], times["model"][key], confidence, seed) for key in wanted}
@@ -124,14 +128,24 @@ def pair_row(result: dict[str, Any]) -> dict[str, Any]:
     row["params_ratio"] = result["params"] / result["dense"]["params"]
     row["flops_ratio"] = result["flops_per_token"] / result["dense"]["flops_per_token"]
     row["ideal_speedup"] = 1 / row["flops_ratio"]
-    for key, m in result["measures"].items():
+    row.update(speed_columns(result["measures"], result["prefill_tokens"], row["ideal_speedup"]))
+    return row
+
+
+def speed_columns(measures: dict[str, dict[str, float]], prefill_tokens: int, ideal_speedup: float | None
+                  ) -> dict[str, float]:
+    """A pair's speeds as efficiency.csv columns: the model's own (prefill tokens/s, decode ms/token)
+    and `..._dense` the dense model's, each speedup with its interval and share of the FLOP-ideal."""
+    row = {}
+    for key, m in measures.items():
         for model, seconds in (("", m["model_s"]), ("_dense", m["dense_s"])):
             if key == "decode":
                 row[f"decode_ms_per_token{model}"] = 1000 * seconds
             else:
-                row[f"{key}_tokens_per_s{model}"] = int(key.removeprefix("prefill_b")) * result["prefill_tokens"] / seconds
+                row[f"{key}_tokens_per_s{model}"] = int(key.removeprefix("prefill_b")) * prefill_tokens / seconds
         row[f"{key}_speedup"], row[f"{key}_speedup_low"], row[f"{key}_speedup_high"] = m["speedup"], m["low"], m["high"]
-        row[f"{key}_vs_ideal"] = m["speedup"] / row["ideal_speedup"]
+        if ideal_speedup:
+            row[f"{key}_vs_ideal"] = m["speedup"] / ideal_speedup
     return row
 
 

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ..sources.bos import read_back
 from .items import items_frame
 
-__all__ = ["window_starts", "window_nll", "perplexity"]
+__all__ = ["window_starts", "window_nll", "window_summary", "perplexity"]
 
 
 def window_starts(n_tokens: int, seqlen: int, max_windows: int | None = None) -> list[int]:
@@ -64,15 +64,16 @@ def perplexity(model, token_ids: torch.Tensor, seqlen: int = 128, batch_size: in
         with watch("forward") if watch else nullcontext():
             nlls.append(window_nll(model, batch.to(device)).cpu())
     nll = torch.cat(nlls)
-    result = _summary(nll, seqlen, n_tokens)
+    result = window_summary(nll, seqlen, n_tokens)
     if len(subsample) < len(starts):  # a full pass: the subsample's numbers, the full set's under "full"
-        result = {**_summary(nll[[s // seqlen for s in subsample]], seqlen, n_tokens), "full": result}
+        result = {**window_summary(nll[[s // seqlen for s in subsample]], seqlen, n_tokens), "full": result}
     result["bos"] = read_back(first_tokens, bos_token_id)
     result["items"] = items_frame("perplexity", name, starts, nll.numpy())
     return result
 
 
-def _summary(nll: torch.Tensor, seqlen: int, n_tokens: int) -> dict:
+def window_summary(nll: torch.Tensor, seqlen: int, n_tokens: int) -> dict:
+    """ppl of the windows' mean NLLs `nll` [n] (one set of `n_tokens`), with delta-method errors."""
     mean = nll.mean().item()
     sem = nll.std().item() / math.sqrt(len(nll)) if len(nll) > 1 else float("nan")
     return {

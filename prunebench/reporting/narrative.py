@@ -370,6 +370,78 @@ def across_models(results: Results) -> list[str]:
     return paragraphs
 
 
+def _verdict(low: float, high: float) -> str:
+    return "faster" if low > 1 else "slower" if high < 1 else "no different"
+
+
+def _speedup_text(row: pd.Series, measure: str) -> str:
+    c = f"{measure}_speedup"
+    return f"{row[c]:.2f}× [{row[f'{c}_low']:.2f}, {row[f'{c}_high']:.2f}]"
+
+
+def deployed(results: Results) -> list[str]:
+    """Per model with exported GGUFs: whether llama.cpp computes the same perplexity as PyTorch,
+    whether each structure's speedup survives in llama.cpp, and whether pruning composes with
+    quantization in quality and speed; every claim from a paired interval."""
+    dep, paragraphs = results.deployment, []
+    if dep.empty:
+        return paragraphs
+    for model, quality in dep.quality.groupby("model", sort=False):
+        sentences = []
+        f16 = quality[(quality["format"] == "f16") & quality["pytorch"].notna()]
+        if not f16.empty:
+            holds = (f16["pytorch_low"] <= 1) & (f16["pytorch_high"] >= 1)
+            dtype = results.config.get("evaluation", {}).get("dtype", "float32")
+            sentences.append(f"llama.cpp's perplexity of the f16 files is ×{f16['pytorch'].min():.3f}–"
+                             f"×{f16['pytorch'].max():.3f} PyTorch's of the checkpoints ({dtype}) on the same windows; "
+                             f"{holds.sum()} of {len(f16)} paired intervals hold ×1.")
+        speed = dep.speed[dep.speed["model"] == model] if not dep.speed.empty else dep.speed
+        pruned = speed[(speed["method"] != "dense") & (speed["format"] == speed["dense_format"])] if len(speed) else speed
+        eff = results.efficiency
+        for measure in speed_measures(speed) if len(speed) else []:
+            parts = []
+            for (method, ratio), rows in pruned[pruned["format"] == "f16"].groupby(["method", "ratio"], sort=False):
+                r = rows.iloc[0]
+                torch_row = eff[(eff["model"] == model) & (eff["method"] == method) & (eff["ratio"] == ratio)]
+                pt = (f"PyTorch {_speedup_text(torch_row.iloc[0], measure)}, " if len(torch_row) else "")
+                parts.append(f"{method_label(method)} at {ratio:g}: {pt}llama.cpp {_speedup_text(r, measure)} "
+                             f"({_verdict(r[f'{measure}_speedup_low'], r[f'{measure}_speedup_high'])}; "
+                             f"FLOP-ideal {r['ideal_speedup']:.2f}×)")
+            if parts:
+                sentences.append(f"{measure_label(measure).capitalize()} speedup over the dense model, f16 in "
+                                 "llama.cpp: " + "; ".join(parts) + ".")
+        sentences.append(_quantized_sentence(quality, speed))
+        paragraphs.append(f"**Deployed ({model}, llama.cpp).** " + " ".join(s for s in sentences if s))
+    return paragraphs
+
+
+def _quantized_sentence(quality: pd.DataFrame, speed: pd.DataFrame) -> str:
+    """Pruning with the smallest quantized type: its perplexity and decode speed against the dense
+    model in that type and in f16."""
+    smallest = [f for f in ("Q4_K_M", "Q8_0") if f in set(quality["format"])][:1]
+    if not smallest:
+        return ""
+    fmt, parts = smallest[0], []
+    rows = quality[(quality["format"] == fmt) & (quality["method"] != "dense") & (quality["tune"] == "none")]
+    for _, r in rows.iterrows():
+        text = (f"{method_label(r['method'])} at {r['ratio']:g}: perplexity ×{r['dense']:.2f} "
+                f"[{r['dense_low']:.2f}, {r['dense_high']:.2f}] the dense {fmt}'s, ×{r['dense_f16']:.2f} "
+                f"[{r['dense_f16_low']:.2f}, {r['dense_f16_high']:.2f}] the dense f16's")
+        pairs = speed[(speed["method"] == r["method"]) & (speed["ratio"] == r["ratio"]) & (speed["format"] == fmt)] \
+            if len(speed) else speed
+        for dense_fmt in (fmt, "f16") if len(pairs) and "decode_speedup" in pairs else ():
+            pair = pairs[pairs["dense_format"] == dense_fmt]
+            if len(pair):
+                low, high = pair.iloc[0][["decode_speedup_low", "decode_speedup_high"]]
+                text += (f"; decodes {_speedup_text(pair.iloc[0], 'decode')} the dense {dense_fmt}'s speed "
+                         f"({_verdict(low, high)})")
+        parts.append(text)
+    dense = quality[(quality["method"] == "dense") & (quality["format"] == fmt)]
+    alone = (f"Quantizing the dense model to {fmt} alone multiplies its perplexity by ×{dense['f16'].iloc[0]:.3f} "
+             f"[{dense['f16_low'].iloc[0]:.3f}, {dense['f16_high'].iloc[0]:.3f}]. ") if len(dense) else ""
+    return (alone + f"Pruned and quantized to {fmt} (w/o tune): " + "; ".join(parts) + ".") if parts else alone
+
+
 def what_we_see(results: Results) -> list[str]:
     """One paragraph per model, then the caveat on subsampled numbers when there are any."""
     paragraphs = []
@@ -384,6 +456,7 @@ def what_we_see(results: Results) -> list[str]:
                       _structure_sentence(results, model, rows)]
         paragraphs.append(f"**{model}.** " + " ".join(s for s in sentences if s))
     paragraphs += across_models(results)
+    paragraphs += deployed(results)
     flags = [c for c in results.summary if c.endswith("_subsampled")]
     if flags and results.summary[flags].any().any():
         paragraphs.append(f"{DAGGER} marks numbers measured on a subsample of the test set (see the notes under "

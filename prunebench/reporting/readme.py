@@ -56,6 +56,8 @@ def readme(results: Results, tables: dict[str, str], figures: list[str]) -> str:
     parts += ["## Plots", ""]
     parts += [_figure(stem) for stem in figures]
     for name, heading in (("tradeoff", "Quality per real speedup"), ("efficiency", "Efficiency"),
+                          ("deployment", "Deployed formats: llama.cpp perplexity"),
+                          ("deployment_speed", "Deployed formats: llama.cpp speed"),
                           ("cost", "Pruning and recovery cost"),
                           ("reference", "Reference: published LLaMA-7B numbers (quoted, not reproduced)")):
         if name in tables:

@@ -17,6 +17,7 @@ from ..evaluation import model_evaluation
 from ..evaluation.zeroshot import task_config
 from ..io import read_json
 from ..paths import split_run
+from .deployment import Deployment, load_deployment
 
 __all__ = ["SUMMARY_COLUMNS", "PPL_COLUMNS", "TASK_COLUMNS", "METRIC_COLUMNS", "COLUMN_LABELS", "summary_row",
            "collate", "Results", "load_results", "order_rows", "method_label", "setting_label", "row_key",
@@ -164,6 +165,7 @@ class Results:
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
     correlations: pd.DataFrame = field(default_factory=pd.DataFrame)  # prunebench.reporting.transfer
     curve: pd.DataFrame = field(default_factory=pd.DataFrame)  # the recovery curve's points, not in the summary
+    deployment: Deployment = field(default_factory=Deployment)  # llama.cpp's numbers of the exported GGUFs
 
     @property
     def recovery_curves(self) -> pd.DataFrame:
@@ -211,7 +213,8 @@ class Results:
 def load_results(summary_csv: str | Path, metrics_paths: Iterable[str | Path],
                  efficiency_csvs: Iterable[str | Path] = (), config: dict | None = None,
                  seeds_csv: str | Path | None = None, comparisons_csv: str | Path | None = None,
-                 correlations_csv: str | Path | None = None) -> Results:
+                 correlations_csv: str | Path | None = None, llamacpp_metrics: Iterable[str | Path] = (),
+                 llamacpp_efficiency: Iterable[str | Path] = ()) -> Results:
     metrics = {row_key(m): m for m in map(read_json, metrics_paths) if is_main_run(m)}
     summary = pd.read_csv(summary_csv)
     summary["tune"] = summary["tune"].fillna("none")
@@ -228,7 +231,7 @@ def load_results(summary_csv: str | Path, metrics_paths: Iterable[str | Path],
     correlations = pd.read_csv(correlations_csv) if correlations_csv else pd.DataFrame()
     on_curve = summary["tune"].map(is_curve_point)
     return Results(order_rows(summary[~on_curve]), efficiency, metrics, config or {}, seeds, comparisons, correlations,
-                   summary[on_curve].reset_index(drop=True))
+                   summary[on_curve].reset_index(drop=True), load_deployment(llamacpp_metrics, llamacpp_efficiency))
 
 
 def order_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from .comparisons import pair_columns
+from .deployment import formats_in
 from .protocol import (
     DAGGER,
     calibration_notes,
@@ -49,7 +50,7 @@ from .transfer import pair_transfer
 
 __all__ = ["Cell", "Table", "FORMATS", "render", "table_names", "build_table", "dense_table", "cost_table",
            "tradeoff_table", "recovery_table", "across_models_table", "transfer_table", "correlation_table",
-           "REFERENCE"]
+           "deployment_quality_table", "deployment_speed_table", "REFERENCE"]
 
 FORMATS = ("md", "tex", "html")
 REFERENCE = Path(__file__).with_name("reference.yaml")
@@ -528,6 +529,101 @@ def tradeoff_table(results: Results) -> Table:
     return Table("Quality against measured speedup (Pareto front in bold)", columns, groups, notes)
 
 
+def _ratio_cell(row: pd.Series, name: str, text: str | None = None) -> Cell:
+    """A perplexity ratio of the deployment table with its paired interval; "–" where not compared."""
+    if pd.isna(row.get(name)):
+        return Cell(text or "–")
+    ratio = f"×{row[name]:.3f} [{row[f'{name}_low']:.3f}, {row[f'{name}_high']:.3f}]"
+    return Cell(text, ratio) if text else Cell(ratio)
+
+
+def deployment_quality_table(results: Results) -> Table:
+    """llama.cpp's perplexity of every exported GGUF, per format, beside PyTorch's: f16 as a
+    multiple of PyTorch's, each quantized type of f16's, and each format against the dense model in
+    the same format and in f16 (pruning and quantization together), all paired by window."""
+    quality = results.deployment.quality
+    formats = formats_in(quality)
+    groups = []
+    for (model, dataset, ratio, tune), rows in quality.groupby(["model", "dataset", "ratio", "tune"], sort=False):
+        body = []
+        for method, same in rows.groupby("method", sort=False):
+            by_format = same.set_index("format")
+            cells = [Cell(f"{by_format['pytorch_ppl'].iloc[0]:.2f}")]
+            for fmt in formats:
+                r = by_format.loc[fmt] if fmt in by_format.index else None
+                cells.append(Cell() if r is None else _ratio_cell(r, "pytorch" if fmt == "f16" else "f16",
+                                                                  f"{r['ppl']:.2f}"))
+            for fmt in formats:
+                r = by_format.loc[fmt] if fmt in by_format.index else None
+                cells.append(Cell() if r is None else _ratio_cell(r, "dense"))
+            last = by_format.loc[formats[-1]] if formats[-1] in by_format.index else None
+            cells.append(Cell() if last is None else _ratio_cell(last, "dense_f16"))
+            body.append((method_label(method), cells))
+        label = results.setting(ratio, tune)
+        groups.append((f"{model} · {DATASET_LABELS.get(dataset, dataset)} · {label}", body))
+    columns = ["PyTorch ppl", *[f"llama.cpp {f} ppl" for f in formats], *[f"{f} vs dense {f}" for f in formats],
+               f"{formats[-1]} vs dense f16"]
+    notes = [f"Perplexity on the suite's own windows ({int(quality['windows'].iloc[0])} per set, BOS as the model's "
+             "policy), computed by llama.cpp from the exported GGUF and by PyTorch from the checkpoint in the "
+             "evaluation's dtype. Small text after a llama.cpp perplexity: f16 as a multiple of PyTorch's, a "
+             "quantized type as a multiple of the same model in f16, each with its paired 95 % bootstrap interval "
+             f"over the windows ({N_RESAMPLES:,} resamples). The last columns: the model's perplexity as a multiple "
+             "of the dense model's in the same format, and in f16 (what pruning and quantization cost together).",
+             "Export formats: model-f16.gguf written by PruneBench (llama.cpp's `deci` architecture for per-layer "
+             "widths), quantized by llama.cpp's own quantizer (README \"Deployment\")."]
+    return Table("Deployed formats: llama.cpp perplexity beside PyTorch's", columns, groups, notes)
+
+
+def deployment_speed_table(results: Results) -> Table:
+    """Per measure and ratio, each exported structure's paired speedup over the dense model in
+    PyTorch and in llama.cpp per format, the smallest quantized type against the dense f16 too,
+    beside the FLOP-ideal; the dense rows hold the A/A noise floor and quantization alone."""
+    speed, eff = results.deployment.speed, results.efficiency
+    formats = formats_in(speed)
+    cross = speed[(speed["format"] != speed["dense_format"]) & (speed["method"] != "dense")]
+    crossed = formats_in(cross)
+    groups = []
+    for measure in speed_measures(speed):
+        for (model, ratio), rows in speed.groupby(["model", "ratio"], sort=False):
+            body = []
+            for method, same in rows.groupby("method", sort=False):
+                torch_row = eff[(eff["model"] == model) & (eff["method"] == method) & (eff["ratio"] == ratio)]
+                cells = [Cell(f"{same['ideal_speedup'].iloc[0]:.2f}×" if pd.notna(same["ideal_speedup"].iloc[0])
+                              else "–")]
+                cells.append(_speedup_cell(torch_row.iloc[0], measure) if len(torch_row) else Cell())
+                for fmt in formats:
+                    pair = same[(same["format"] == fmt) & (same["dense_format"] == (fmt if method != "dense" else "f16"))]
+                    cells.append(_speedup_cell(pair.iloc[0], measure) if len(pair) else Cell())
+                for fmt in crossed:
+                    pair = same[(same["format"] == fmt) & (same["dense_format"] == "f16")]
+                    cells.append(_speedup_cell(pair.iloc[0], measure) if len(pair) else Cell())
+                body.append((method_label(method), cells))
+            many = f"{model} · " if speed["model"].nunique() > 1 else ""
+            groups.append((f"{many}{measure_label(measure).capitalize()} · Ratio = {100 * ratio:g}%", body))
+    columns = ["FLOP-ideal", "PyTorch (float32)", *[f"llama.cpp {f}" for f in formats],
+               *[f"llama.cpp {f} vs dense f16" for f in crossed]]
+    notes = ["Speedup over the dense model in the same runtime and format: the median of paired, interleaved "
+             "repeats (dense and pruned back to back, order alternating, each pair in a fresh process) with its "
+             "95 % bootstrap interval; the dense rows: PyTorch and llama.cpp f16 against themselves (the noise "
+             "floor, whose interval must hold 1) and each quantized type against the dense f16 (what quantization "
+             "alone buys). The last columns: the pruned model quantized against the unquantized dense model.",
+             "A structure is timed once: checkpoints of the same per-layer shapes share its numbers. llama.cpp runs "
+             "with flash attention and the benchmark's threads; its FLOP-ideal is PyTorch's (the same matrices)."]
+    bench = results.config.get("benchmark", {})
+    notes.append(f"Workloads as in the PyTorch benchmark: a prefill of {bench.get('prefill_tokens')} tokens at batch "
+                 f"{', '.join(map(str, bench.get('prefill_batches', [])))} into an empty KV cache (llama.cpp: one "
+                 f"batch, a sequence id per row), then {bench.get('decode_tokens')} greedy decode steps at batch 1; "
+                 f"{speed['repeats'].min()}–{speed['repeats'].max()} paired repeats per pair.")
+    return Table("Deployed formats: speedup in llama.cpp beside PyTorch and the FLOP-ideal", columns, groups, notes)
+
+
+def _speedup_cell(row: pd.Series, measure: str) -> Cell:
+    key = f"{measure}_speedup"
+    if pd.isna(row.get(key)):
+        return Cell()
+    return Cell(f"{row[key]:.2f}×", _interval(row, key))
+
+
 def reference_table(path: Path = REFERENCE) -> Table:
     """The seeds' published LLaMA-7B numbers, rows of several sources merged by setting and label."""
     ref = yaml.safe_load(path.read_text())
@@ -550,17 +646,20 @@ def reference_table(path: Path = REFERENCE) -> Table:
 
 
 def table_names(datasets: list[str], zeroshot: bool, efficiency: bool, dense_full: bool = False,
-                pruned: bool = True, seeds: bool = False, models: int = 1, curve: bool = False) -> list[str]:
+                pruned: bool = True, seeds: bool = False, models: int = 1, curve: bool = False,
+                deployed: bool = False, deployed_speed: bool = False) -> list[str]:
     """The tables a run produces: `datasets` are the perplexity sets evaluated; `dense_full`: the
     dense model was measured on the full test sets or tasks; `pruned`: any method ran; `seeds`:
     a method ran with several calibration seeds; `models`: how many models are configured; `curve`:
-    there are recovery-curve points."""
+    there are recovery-curve points; `deployed` (`deployed_speed`): exported GGUFs were evaluated
+    (and timed) in llama.cpp."""
     across = ["across_models", "transfer", "correlation"] if pruned and models > 1 else []
     return ["main", *(["paired"] if pruned else []), *(["recovery"] if curve and pruned else []), *across,
             *(["seeds"] if seeds and pruned else []),
             *(["dense"] if dense_full else []), *[f"flap_{d}" for d in datasets],
             *(["flap_zeroshot"] if zeroshot else []), *(["cost"] if pruned else []),
-            *(["efficiency"] if efficiency else []), *(["tradeoff"] if efficiency and datasets else []), "reference"]
+            *(["efficiency"] if efficiency else []), *(["tradeoff"] if efficiency and datasets else []),
+            *(["deployment"] if deployed else []), *(["deployment_speed"] if deployed_speed else []), "reference"]
 
 
 ACROSS_MODELS = {"across_models": across_models_table, "transfer": transfer_table, "correlation": correlation_table}
@@ -594,6 +693,10 @@ def build_table(name: str, results: Results | None, reference: str | Path = REFE
         return efficiency_table(results)
     if name == "tradeoff":
         return tradeoff_table(results)
+    if name == "deployment":
+        return deployment_quality_table(results)
+    if name == "deployment_speed":
+        return deployment_speed_table(results)
     raise ValueError(f"unknown table {name!r}")
 
 

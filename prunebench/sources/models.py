@@ -22,7 +22,7 @@ from .families import family_name, refusal
 from .wheels import Chunk, ChunkedFile, WheelError, WheelFile
 
 __all__ = ["SourceError", "BUILTIN", "parse_source", "check_source", "source_config", "check_family",
-           "materialise", "architecture", "head_dim_of"]
+           "materialise", "architecture", "head_dim_of", "source_gguf"]
 
 # Gemma-3-270M's GGUF in four chunk wheels (PyPI's per-file limit): the file's sha256 and each chunk's
 GEMMA3_270M = ChunkedFile(
@@ -57,6 +57,13 @@ def _builtin_gguf(name: str) -> Path:
         return BUILTIN[name][0].path()
     except WheelError as err:
         raise SourceError(f"builtin model {name!r}: {err}") from None
+
+
+def source_gguf(source: str) -> Path | None:
+    """The GGUF file a source is (builtin and gguf: sources), whose tokenizer and chat metadata an
+    exported GGUF carries over; None for a folder or the hub."""
+    scheme, rest = parse_source(source)
+    return _builtin_gguf(rest) if scheme == "builtin" else Path(rest) if scheme == "gguf" else None
 
 
 def _location(source: str) -> tuple[str, dict[str, Any]]:

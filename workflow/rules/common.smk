@@ -18,6 +18,7 @@ from prunebench.config import (
     curve_runs,
     curve_tune,
     evaluation_datasets,
+    export_runs,
     full_for_dense,
     method_params,
     method_seeds,
@@ -148,4 +149,4 @@ def all_targets():
     out = [paths.SUMMARY]
     if config["benchmark"]["enabled"] and METHODS:
         out += [paths.efficiency_csv(m) for m in MODELS]
-    return out + ["reports/README.md"]  # needs every table and figure (report.smk)
+    return out + export_targets() + ["reports/README.md"]  # needs every table and figure (report.smk)

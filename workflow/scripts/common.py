@@ -35,4 +35,6 @@ def report_results(snakemake):
 
     i = snakemake.input
     metrics = [*i.metrics, *snakemake.params.earlier]
-    return load_results(i.summary, metrics, i.efficiency, snakemake.config, i.seeds, i.comparisons, i.correlations)
+    return load_results(i.summary, metrics, i.efficiency, snakemake.config, i.seeds, i.comparisons, i.correlations,
+                        [*i.llamacpp, *snakemake.params.earlier_llamacpp],
+                        [*i.efficiency_llamacpp, *snakemake.params.earlier_llamacpp_speed])
