@@ -35,7 +35,7 @@ import torch
 from ..io import atomic_path
 from ..sources.models import head_dim_of
 
-__all__ = ["ExportError", "ARCH", "DTYPES", "write_gguf"]
+__all__ = ["ExportError", "ARCH", "DTYPES", "check_exportable", "write_gguf"]
 
 ARCH = "deci"
 DTYPES = ("f32", "f16")
@@ -133,6 +133,8 @@ def _attention(i: int, layer, head_dim: int, paddings: list[dict]) -> tuple[int,
     heads = attn.o_proj.in_features // head_dim
     if heads:
         kv = attn.k_proj.out_features // head_dim
+        if heads % kv:  # ggml broadcasts K/V over whole groups of query heads (q head h reads kv head h // group)
+            raise ExportError(f"layer {i}: {heads} query heads over {kv} kv heads is no grouped-query attention")
         out = {p + "attn_norm.weight": layer.input_layernorm.weight,
                p + "attn_q.weight": _rope_rows(attn.q_proj.weight, heads),
                p + "attn_k.weight": _rope_rows(attn.k_proj.weight, kv),
