@@ -22,6 +22,17 @@ under "paddings" in the returned manifest and each exact (the padded units compu
 q_proj and k_proj rows are permuted per head (with each layer's own head counts): HF rotates the
 two halves of a head (`rotate_half`), llama.cpp's deci RoPE (LLAMA_ROPE_TYPE_NORM) rotates adjacent
 pairs; q·k is unchanged by the common permutation.
+
+Gemma-3 (text) uses llama.cpp's own `gemma3` architecture, which creates every layer with layer 0's
+head and FFN counts (LLAMA_LOAD_LOCALS in src/llama-model.h, used by
+llama_model_gemma3::load_arch_tensors in src/models/gemma3.cpp): every layer is padded to the widest
+layer's KV heads, query heads per KV head and MLP channels with zero units (exact: a zero query
+head's o_proj columns are zero, a zero channel's gate/up rows and down column are zero; only speed
+is lost), each padding recorded. gemma3 has no attn_output/ffn_down bias tensors, so a model with a
+compensation bias is refused. Its norms scale by (1 + weight) (written as such, as llama.cpp's
+converter does), its RoPE rotates halves as HF does (LLAMA_ROPE_TYPE_NEOX: no permutation), and the
+sliding-window layers are given per layer (`gemma3.attention.sliding_window_pattern`, a bool array
+that `load_swa_pattern` reads before any period), so a depth-pruned model keeps its layers' types.
 """
 from __future__ import annotations
 
@@ -39,7 +50,11 @@ __all__ = ["ExportError", "ARCH", "DTYPES", "check_exportable", "write_gguf"]
 
 ARCH = "deci"
 DTYPES = ("f32", "f16")
-EXPORTED = {"llama": "LLaMA architecture", "mistral": "Mistral", "qwen2": "Qwen2/Qwen2.5"}
+EXPORTED = {"llama": "LLaMA architecture", "mistral": "Mistral", "qwen2": "Qwen2/Qwen2.5",
+            "gemma3_text": "Gemma-3 (text)"}
+GEMMA3_SOURCE = ("llama.cpp's gemma3 architecture creates every layer with layer 0's head and FFN counts "
+                 "(LLAMA_LOAD_LOCALS in src/llama-model.h, llama_model_gemma3::load_arch_tensors in "
+                 "src/models/gemma3.cpp)")
 # Families whose layout the deci graph cannot compute, with what llama.cpp lacks.
 REFUSED = {
     "qwen3": ("Qwen3", "its per-head q_norm/k_norm: llama.cpp's deci architecture creates no attn_q_norm/attn_k_norm "
@@ -51,11 +66,6 @@ REFUSED = {
                "architecture creates every layer with layer 0's head and FFN counts (LLAMA_LOAD_LOCALS in "
                "src/llama-model.h, used by llama_model_gemma2::load_arch_tensors, src/models/gemma2.cpp) and has "
                "no attn_output/ffn_down bias tensors for bias compensation"),
-    "gemma3_text": ("Gemma-3 (text)", "its q/k norms, (1 + weight) RMSNorms, post-attention and post-FFN norms, "
-                    "embedding scale, GELU and sliding-window layers: the deci graph (src/models/deci.cpp) has none of "
-                    "these, and llama.cpp's gemma3 architecture creates every layer with layer 0's head and FFN "
-                    "counts (LLAMA_LOAD_LOCALS in src/llama-model.h, used by llama_model_gemma3::load_arch_tensors, "
-                    "src/models/gemma3.cpp) and has no attn_output/ffn_down bias tensors for bias compensation"),
 }
 F16_MAX = float(np.finfo(np.float16).max)
 
@@ -97,7 +107,7 @@ def _sliding_window(config) -> str:
 
 
 def check_exportable(model) -> dict[str, Any]:
-    """The facts the file depends on (rope theta, window), or ExportError naming why not."""
+    """The facts the file depends on (arch, rope theta, window), or ExportError naming why not."""
     config = model.config
     kind = config.model_type
     if kind in REFUSED:
@@ -108,9 +118,11 @@ def check_exportable(model) -> dict[str, Any]:
     if kind not in EXPORTED:
         raise ExportError(f"model_type {kind!r} is not exported to GGUF; exported families: "
                           + ", ".join(f"{n} ({t})" for t, n in EXPORTED.items()))
+    if kind == "gemma3_text":
+        return {"arch": "gemma3", **_gemma3_facts(model)}
     if getattr(config, "hidden_act", "silu") != "silu":
         raise ExportError(f"hidden_act {config.hidden_act!r}: the deci graph's FFN is SiLU-gated (LLM_FFN_SILU)")
-    return {"rope_theta": _rope_theta(config), "sliding_window": _sliding_window(config)}
+    return {"arch": ARCH, "rope_theta": _rope_theta(config), "sliding_window": _sliding_window(config)}
 
 
 # --- tensors ---------------------------------------------------------------------------------------
@@ -199,6 +211,126 @@ def _array(name: str, t: torch.Tensor, dtype: str) -> np.ndarray:
     return a.astype(np.float16)
 
 
+# --- Gemma-3 --------------------------------------------------------------------------------------
+
+def _gemma3_facts(model) -> dict[str, Any]:
+    """What the gemma3 graph computes as HF's Gemma-3 does, or ExportError naming what differs."""
+    config = model.config
+    problems = []
+    if config.hidden_activation != "gelu_pytorch_tanh":
+        problems.append(f"hidden_activation {config.hidden_activation!r} (gemma3's FFN is LLM_FFN_GELU, tanh)")
+    if getattr(config, "attn_logit_softcapping", None) is not None:
+        problems.append("attention logit soft-capping (the gemma3 graph has none)")
+    if getattr(config, "use_bidirectional_attention", False):
+        problems.append("bidirectional attention (the gemma3 graph is causal)")
+    if getattr(config, "attention_bias", False):
+        problems.append("q/k/v biases (attention_bias)")
+    rope = config.rope_parameters
+    for kind, params in rope.items():
+        if params.get("rope_type", "default") != "default":
+            problems.append(f"{kind} rope_type {params['rope_type']!r} (only unscaled RoPE is exported)")
+    biased = [i for i, layer in enumerate(model.model.layers)
+              if not (_is_zero(layer.self_attn.o_proj.bias) and _is_zero(layer.mlp.down_proj.bias))]
+    if biased:
+        problems.append(f"output biases in layers {biased} (bias compensation): gemma3 has no attn_output/ffn_down "
+                        "bias tensors (llama_model_gemma3::load_arch_tensors, src/models/gemma3.cpp)")
+    if problems:
+        raise ExportError("Gemma-3 (text) cannot be written as a gemma3 GGUF that llama.cpp computes the same way: "
+                          + "; ".join(problems))
+    sliding = [t == "sliding_attention" for t in config.layer_types]
+    return {"rope_theta": float(rope["full_attention"]["rope_theta"]),
+            "rope_theta_swa": float(rope["sliding_attention"]["rope_theta"]),
+            "sliding_window": config.sliding_window if any(sliding) else None, "swa_pattern": sliding,
+            "final_logit_softcapping": getattr(config, "final_logit_softcapping", None)}
+
+
+def _widths(model, head_dim: int) -> list[tuple[int, int, int]]:
+    """(query heads, kv heads, MLP channels) of every layer."""
+    out = []
+    for layer in model.model.layers:
+        heads = layer.self_attn.o_proj.in_features // head_dim
+        kv = layer.self_attn.k_proj.out_features // head_dim if heads else 0
+        out.append((heads, kv, layer.mlp.down_proj.in_features))
+    return out
+
+
+def _gemma3_attention(i: int, layer, head_dim: int, kv_heads: int, group: int) -> dict[str, torch.Tensor]:
+    """Layer i's attention in `kv_heads` groups of `group` query heads: its own heads first in each of
+    its groups, zero heads (zero q rows, k/v rows and o_proj columns) after them."""
+    attn, p = layer.self_attn, f"blk.{i}."
+    hidden = attn.o_proj.out_features
+    q, o = torch.zeros(kv_heads * group * head_dim, hidden), torch.zeros(hidden, kv_heads * group * head_dim)
+    k, v = torch.zeros(kv_heads * head_dim, hidden), torch.zeros(kv_heads * head_dim, hidden)
+    q_norm = k_norm = torch.zeros(head_dim)  # a removed attention has no q/k norm; zero q/k rows need none
+    heads = attn.o_proj.in_features // head_dim
+    if heads:
+        own_kv = attn.k_proj.out_features // head_dim
+        own_group = heads // own_kv
+        slots = [g * group + r for g in range(own_kv) for r in range(own_group)]  # query head h reads kv h // group
+        rows = torch.cat([torch.arange(s * head_dim, (s + 1) * head_dim) for s in slots])
+        q[rows], o[:, rows] = attn.q_proj.weight.detach().float(), attn.o_proj.weight.detach().float()
+        k[:own_kv * head_dim], v[:own_kv * head_dim] = attn.k_proj.weight.detach(), attn.v_proj.weight.detach()
+        q_norm, k_norm = attn.q_norm.weight, attn.k_norm.weight
+    return {p + "attn_q.weight": q, p + "attn_k.weight": k, p + "attn_v.weight": v, p + "attn_output.weight": o,
+            p + "attn_q_norm.weight": _offset(q_norm), p + "attn_k_norm.weight": _offset(k_norm)}
+
+
+def _offset(weight: torch.Tensor) -> torch.Tensor:
+    """A Gemma RMSNorm weight as llama.cpp multiplies by it: 1 + weight."""
+    return weight.detach().float() + 1
+
+
+def _gemma3_mlp(i: int, layer, channels: int) -> dict[str, torch.Tensor]:
+    mlp, p = layer.mlp, f"blk.{i}."
+    own = mlp.down_proj.in_features
+    hidden = mlp.down_proj.out_features
+    gate, up, down = torch.zeros(channels, hidden), torch.zeros(channels, hidden), torch.zeros(hidden, channels)
+    gate[:own], up[:own] = mlp.gate_proj.weight.detach(), mlp.up_proj.weight.detach()
+    down[:, :own] = mlp.down_proj.weight.detach()
+    return {p + "ffn_gate.weight": gate, p + "ffn_up.weight": up, p + "ffn_down.weight": down}
+
+
+def _gemma3_layers(model, paddings: list[dict]) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Every layer padded to the widest KV heads, query heads per KV head and MLP channels."""
+    head_dim = head_dim_of(model.config)
+    widths = _widths(model, head_dim)
+    kv_heads = max(kv for _, kv, _ in widths)
+    group = max(h // kv for h, kv, _ in widths if h)
+    channels = max(c for _, _, c in widths)
+    _check_gemma3_scale(model, head_dim, kv_heads * group)
+    tensors: dict[str, torch.Tensor] = {}
+    for i, (layer, (h, kv, c)) in enumerate(zip(model.model.layers, widths)):
+        p = f"blk.{i}."
+        tensors |= {p + "attn_norm.weight": _offset(layer.input_layernorm.weight),
+                    p + "post_attention_norm.weight": _offset(layer.post_attention_layernorm.weight),
+                    p + "ffn_norm.weight": _offset(layer.pre_feedforward_layernorm.weight),
+                    p + "post_ffw_norm.weight": _offset(layer.post_feedforward_layernorm.weight)}
+        tensors |= _gemma3_attention(i, layer, head_dim, kv_heads, group) | _gemma3_mlp(i, layer, channels)
+        if (h, kv) != (kv_heads * group, kv_heads):
+            paddings.append({"layer": i, "what": "attention", "units": kv_heads * group - h,
+                             "unit": f"query heads zero ({kv_heads - kv} zero kv heads)", "why": GEMMA3_SOURCE})
+        if c != channels:
+            paddings.append({"layer": i, "what": "mlp", "units": channels - c, "unit": "channels zero",
+                             "why": GEMMA3_SOURCE})
+    layers = [{"heads": kv_heads * group, "kv_heads": kv_heads, "ffn": channels}] * len(widths)
+    return tensors, layers
+
+
+def _check_gemma3_scale(model, head_dim: int, heads: int) -> None:
+    """The query scale and the embedding scale llama.cpp's gemma3 graph uses are HF's."""
+    config = model.config
+    hidden = config.hidden_size
+    # llama_model_gemma3::load_arch_hparams: 1/sqrt(head_dim), or 1/sqrt(hidden / heads) for 62 layers (27B)
+    scalar = hidden / heads if config.num_hidden_layers == 62 else head_dim
+    if config.query_pre_attn_scalar != scalar:
+        raise ExportError(f"query_pre_attn_scalar {config.query_pre_attn_scalar}: llama.cpp's gemma3 scales queries "
+                          f"by 1/sqrt({scalar:g}) (llama_model_gemma3::load_arch_hparams, src/models/gemma3.cpp)")
+    scale = float(model.model.embed_tokens.embed_scale)
+    if abs(scale - hidden ** 0.5) > 1e-6 * scale:
+        raise ExportError(f"embedding scale {scale:g}: llama.cpp's gemma3 multiplies the embedding by sqrt(hidden) = "
+                          f"{hidden ** 0.5:g}")
+
+
 # --- tokenizer -------------------------------------------------------------------------------------
 
 def _tokenizer_fields(source: Path, n_vocab: int) -> list[tuple[str, Any, Any, Any]]:
@@ -229,20 +361,27 @@ def _tokenizer_fields(source: Path, n_vocab: int) -> list[tuple[str, Any, Any, A
 
 # --- the file --------------------------------------------------------------------------------------
 
-def _model_tensors(model, dtype: str, paddings: list[dict]) -> tuple[dict[str, np.ndarray], list[dict], bool]:
+def _model_tensors(model, arch: str, dtype: str, paddings: list[dict]
+                   ) -> tuple[dict[str, np.ndarray], list[dict], bool]:
     """(GGUF tensors by name, per-layer counts as written, whether the LM head is the embedding)."""
     head_dim = head_dim_of(model.config)
     embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
-    tensors: dict[str, torch.Tensor] = {"token_embd.weight": embed, "output_norm.weight": model.model.norm.weight}
+    norm = model.model.norm.weight
+    tensors: dict[str, torch.Tensor] = {"token_embd.weight": embed,
+                                        "output_norm.weight": _offset(norm) if arch == "gemma3" else norm}
     tied = head is embed or (head.shape == embed.shape and torch.equal(head, embed))
     if not tied:
         tensors["output.weight"] = head
-    layers = []
-    for i, layer in enumerate(model.model.layers):
-        heads, kv, attn = _attention(i, layer, head_dim, paddings)
-        ffn, mlp = _mlp(i, layer, paddings)
-        tensors |= attn | mlp
-        layers.append({"heads": heads, "kv_heads": kv, "ffn": ffn})
+    if arch == "gemma3":
+        layer_tensors, layers = _gemma3_layers(model, paddings)
+        tensors |= layer_tensors
+    else:
+        layers = []
+        for i, layer in enumerate(model.model.layers):
+            heads, kv, attn = _attention(i, layer, head_dim, paddings)
+            ffn, mlp = _mlp(i, layer, paddings)
+            tensors |= attn | mlp
+            layers.append({"heads": heads, "kv_heads": kv, "ffn": ffn})
     return {name: _array(name, t, dtype) for name, t in tensors.items()}, layers, tied
 
 
@@ -255,10 +394,16 @@ def _write_metadata(writer, config, facts: dict, layers: list[dict], n_vocab: in
     writer.add_block_count(len(layers))
     writer.add_context_length(config.max_position_embeddings)
     writer.add_embedding_length(hidden)
-    writer.add_feed_forward_length([layer["ffn"] for layer in layers])
-    writer.add_head_count([layer["heads"] for layer in layers])
-    writer.add_head_count_kv([layer["kv_heads"] for layer in layers])
-    writer.add_key_length(head_dim)  # head size, never hidden / heads (pruned and Mistral models differ)
+    if facts["arch"] == "gemma3":  # one width for all layers (LLAMA_LOAD_LOCALS reads layer 0's)
+        writer.add_feed_forward_length(layers[0]["ffn"])
+        writer.add_head_count(layers[0]["heads"])
+        writer.add_head_count_kv(layers[0]["kv_heads"])
+        _write_gemma3_metadata(writer, facts)
+    else:
+        writer.add_feed_forward_length([layer["ffn"] for layer in layers])
+        writer.add_head_count([layer["heads"] for layer in layers])
+        writer.add_head_count_kv([layer["kv_heads"] for layer in layers])
+    writer.add_key_length(head_dim)  # head size, never hidden / heads (pruned, Mistral and Gemma models differ)
     writer.add_value_length(head_dim)
     writer.add_rope_dimension_count(head_dim)
     writer.add_rope_freq_base(facts["rope_theta"])
@@ -266,13 +411,23 @@ def _write_metadata(writer, config, facts: dict, layers: list[dict], n_vocab: in
     writer.add_vocab_size(n_vocab)
 
 
+def _write_gemma3_metadata(writer, facts: dict) -> None:
+    writer.add_float32(f"{writer.arch}.rope.freq_base_swa", facts["rope_theta_swa"])
+    if facts["sliding_window"] is not None:  # gemma3 then builds the iSWA graph with this per-layer pattern
+        writer.add_sliding_window(facts["sliding_window"])
+        writer.add_sliding_window_pattern(facts["swa_pattern"])
+    if facts["final_logit_softcapping"] is not None:
+        writer.add_final_logit_softcapping(float(facts["final_logit_softcapping"]))
+
+
 def write_gguf(model, out: Path, *, source_gguf: Path | None = None, dtype: str = "f16") -> dict[str, Any]:
-    """Write `model` as a `deci` GGUF at `out` (atomically) and return its manifest: arch, dtype,
-    per-layer heads/kv_heads/ffn as written, the paddings, the vocabulary's origin, bytes.
+    """Write `model` as a GGUF at `out` (atomically; `deci`, or `gemma3` for Gemma-3) and return its
+    manifest: arch, dtype, per-layer heads/kv_heads/ffn as written, the paddings, the vocabulary's
+    origin, bytes.
 
     The vocabulary: every tokenizer.* key (tokens, merges, special ids, chat template) of
     `source_gguf` when given (the builtin models' own GGUF); otherwise llama.cpp's "no vocab" type
-    (tokenizer.ggml.model "none" with deci.vocab_size, llama_vocab::impl::load in
+    (tokenizer.ggml.model "none" with <arch>.vocab_size, llama_vocab::impl::load in
     src/llama-vocab.cpp): the file then runs on token ids from the HF tokenizer, and llama.cpp
     cannot tokenize or detokenize text with it.
     """
@@ -282,17 +437,17 @@ def write_gguf(model, out: Path, *, source_gguf: Path | None = None, dtype: str 
         raise ExportError(f"dtype {dtype!r}: choose one of {list(DTYPES)} (quantize afterwards with llama.cpp)")
     facts = check_exportable(model)
     paddings: list[dict] = []
-    tensors, layers, tied = _model_tensors(model, dtype, paddings)
+    tensors, layers, tied = _model_tensors(model, facts["arch"], dtype, paddings)
     n_vocab, hidden = tensors["token_embd.weight"].shape
     manifest: dict[str, Any] = {
-        "arch": ARCH, "dtype": dtype, "family": EXPORTED[model.config.model_type], "layers": layers,
+        "arch": facts["arch"], "dtype": dtype, "family": EXPORTED[model.config.model_type], "layers": layers,
         "paddings": paddings, "tied_embeddings": tied, "vocab_size": int(n_vocab), "hidden": int(hidden),
         "context_length": model.config.max_position_embeddings, **facts,
         "vocab": f"tokenizer.* of {source_gguf}" if source_gguf else "none (token ids only)"}
     fields = _tokenizer_fields(Path(source_gguf), n_vocab) if source_gguf else []
     out = Path(out)
     with atomic_path(out) as tmp:
-        writer = GGUFWriter(str(tmp), ARCH)
+        writer = GGUFWriter(str(tmp), facts["arch"])
         _write_metadata(writer, model.config, facts, layers, int(n_vocab), int(hidden), dtype)
         if fields:
             for key, value, vtype, sub in fields:
