@@ -30,6 +30,9 @@ from prunebench.pruning.surgery import apply_plan
 # (measured: 2.3e-3 on the dense tiny model, whose mean NLL is 11.3).
 F32_ATOL = 1e-4
 F16_ATOL = 1e-2
+# Gemma-3's GELU: ggml's CPU kernel reads it from a float16 table (GGML_GELU_FP16 in
+# ggml/src/ggml-cpu/vec.h), input and output rounded to f16, even in an f32 file (measured: 8e-4).
+GEMMA3_ATOL = 2e-3
 WINDOW = 48
 EXACT = {"flash_attn": False, "kv_type": "f32"}
 COMMON = dict(vocab_size=49152, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
@@ -194,6 +197,47 @@ def test_layer_zero_without_heads_is_padded_even_without_a_bias(tmp_path):
     assert manifest["layers"][2]["heads"] == 0
 
 
+# --- Gemma-3: llama.cpp's gemma3 architecture, every layer as wide as the widest ----------------------
+
+GEMMA3 = dict(num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=32, sliding_window=8)
+
+
+def gemma3_model(layers: int = 3):
+    types = ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention"][:layers]
+    return family_model("Gemma3TextConfig", num_hidden_layers=layers, layer_types=types, **GEMMA3)
+
+
+def test_gemma3_layers_are_padded_to_the_widest_and_keep_their_window_types(tmp_path):
+    """Layer 0 keeps KV group 0 and 60 channels, layer 1 one query head of each group, layer 2 no
+    attention, layer 3 goes: the windows of 8 (the test's window is 48 tokens) stay where they were."""
+    model = gemma3_model(layers=4)
+    every = list(range(96))
+    plan = PruningPlan([LayerKeep([0, 1], [0], list(range(60))), LayerKeep([0, 2], [0, 1], every),
+                        LayerKeep([], [], every), LayerKeep([0, 1, 2, 3], [0, 1], every)], removed_layers=[3])
+    apply_plan(model, plan)
+    manifest = assert_llama_cpp_computes(model, tmp_path, atol=GEMMA3_ATOL)
+    assert manifest["arch"] == "gemma3" and manifest["swa_pattern"] == [True, False, True]
+    assert manifest["layers"] == [{"heads": 4, "kv_heads": 2, "ffn": 96}] * 3
+    assert [(p["layer"], p["what"], p["units"]) for p in manifest["paddings"]] == [
+        (0, "attention", 2), (0, "mlp", 36), (1, "attention", 2), (2, "attention", 4)]
+    assert "LLAMA_LOAD_LOCALS" in manifest["paddings"][0]["why"]
+
+
+def test_gemma3_minitron_hidden_size_keeps_the_embedding_scale(tmp_path):
+    model = gemma3_model()
+    prune_model(model, method_module("minitron"), 0.5, activations(model), {})
+    manifest = assert_llama_cpp_computes(model, tmp_path, atol=GEMMA3_ATOL)
+    assert manifest["hidden"] == model.config.hidden_size < 64
+
+
+def test_gemma3_with_bias_compensation_is_refused(tmp_path):
+    model = gemma3_model()
+    prune_model(model, method_module("flap"), 0.5, activations(model), {})
+    with pytest.raises(ExportError, match=r"output biases in layers \[0, 1, 2\] \(bias compensation\): gemma3 has no "
+                                          r"attn_output/ffn_down bias tensors"):
+        write_gguf(model, tmp_path / "x.gguf")
+
+
 # --- vocabulary, f16, quantization -----------------------------------------------------------------
 
 def test_f16_file_with_the_source_vocabulary(tmp_path, tokenizer):
@@ -246,8 +290,8 @@ def test_a_file_llama_cpp_cannot_load_names_llama_cpps_reason(tmp_path):
 @pytest.mark.parametrize("cls, extra, expected", [
     ("Qwen3Config", {}, ["Qwen3 (model_type 'qwen3')", "q_norm/k_norm", "src/models/deci.cpp",
                          "LLAMA_LOAD_LOCALS in src/llama-model.h", "src/models/qwen3.cpp"]),
-    ("Gemma3TextConfig", {"query_pre_attn_scalar": 16}, ["Gemma-3 (text)", "src/models/gemma3.cpp",
-                                                         "no attn_output/ffn_down bias tensors"]),
+    ("Gemma2Config", {"query_pre_attn_scalar": 16}, ["Gemma-2 (model_type 'gemma2')", "src/models/gemma2.cpp",
+                                                     "no attn_output/ffn_down bias tensors"]),
     ("MistralConfig", {"sliding_window": 8}, ["Mistral sliding_window=8 is shorter than the context 512",
                                               "no sliding-window attention"]),
 ])
