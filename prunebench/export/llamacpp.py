@@ -89,10 +89,15 @@ def window_nll(llm: Any, ids: Sequence[int]) -> np.ndarray:
         raise ValueError(f"token ids must lie in [0, {n_vocab}); got {min(ids)}..{max(ids)}")
     llm.reset()  # n_past 0: eval() drops the whole cache from there
     llm.eval(ids)
-    logits = np.asarray(llm.scores[:len(ids) - 1], dtype=np.float64)
-    peak = logits.max(axis=1, keepdims=True)
-    log_z = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
-    return log_z - logits[np.arange(len(ids) - 1), ids[1:]]
+    targets = np.asarray(ids[1:])
+    nll = np.empty(len(ids) - 1)
+    for start in range(0, len(nll), 64):  # float64 rows in slices: a 262k vocabulary is 2 MB a row
+        stop = min(start + 64, len(nll))
+        logits = np.asarray(llm.scores[start:stop], dtype=np.float64)  # row i: the logits after token i
+        peak = logits.max(axis=1, keepdims=True)
+        log_z = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
+        nll[start:stop] = log_z - logits[np.arange(stop - start), targets[start:stop]]
+    return nll
 
 
 def quantize(src: Path, dst: Path, qtype: str, *, n_threads: int = 0) -> Path:
