@@ -24,6 +24,7 @@ from prunebench.pruning import prune_model
 from prunebench.pruning.checkpoint import load_pruned, save_pruned
 from prunebench.reporting.deployment import load_deployment
 from prunebench.reporting.narrative import deployed
+from prunebench.reporting.plots import build_figure, save
 from prunebench.reporting.results import Results
 from prunebench.reporting.tables import deployment_quality_table, deployment_speed_table, render
 
@@ -135,7 +136,7 @@ def test_llamacpp_perplexities_pair_by_window_with_every_reference(deployment_re
     assert pd.isna(q.loc[("dense", "f16"), "dense"])  # the dense model is not compared with itself
 
 
-def test_deployment_tables_and_narrative_state_the_intervals(deployment_results):
+def test_deployment_tables_figure_and_narrative_state_the_intervals(deployment_results, tmp_path):
     quality = render(deployment_quality_table(deployment_results), "md")
     assert f"×{math.exp(0.15):.3f} [{math.exp(0.15):.3f}, {math.exp(0.15):.3f}]" in quality
     speed = render(deployment_speed_table(deployment_results), "md")
@@ -147,3 +148,8 @@ def test_deployment_tables_and_narrative_state_the_intervals(deployment_results)
     assert "decodes 2.60× [2.50, 2.70] the dense f16's speed (faster)" in text
     assert "decodes 0.99× [0.95, 1.03] the dense Q4_K_M's speed (no different)" in text
     assert f"Quantizing the dense model to Q4_K_M alone multiplies its perplexity by ×{math.exp(0.05):.3f}" in text
+    figure = build_figure("deployment", deployment_results)
+    points = {(round(x, 3), round(y, 4)) for ax in figure.axes for line in ax.lines for x, y in line.get_xydata()}
+    assert (2.6, round(math.exp(0.2), 4)) in points  # FLAP Q4_K_M: both against the dense f16
+    assert (1.15, round(math.exp(0.1), 4)) in points and (2.5, round(math.exp(0.05), 4)) in points
+    assert [p.suffix for p in save(figure, tmp_path / "deployment")] == [".png", ".svg"]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ..export.llamacpp import open_model, window_nll
-from .efficiency import paired_speed
+from .efficiency import paired_speed, run_fresh
 from .items import items_frame
 from .perplexity import window_starts, window_summary
 
@@ -40,6 +38,7 @@ def llamacpp_perplexity(gguf: str | Path, token_ids: torch.Tensor, seqlen: int, 
     for start in tqdm(starts, desc=f"{name} (llama.cpp)", mininterval=10):
         window = ([bos_token_id] if prepend_bos else []) + token_ids[start:start + seqlen].tolist()
         nll.append(float(np.mean(window_nll(llm, window))))
+    llm.close()
     result = window_summary(torch.tensor(nll, dtype=torch.float64), seqlen, token_ids.numel())
     result["items"] = items_frame("perplexity", name, starts, nll)
     return result
@@ -92,10 +91,9 @@ class LlamaCppRunner:
 def measure_gguf_pair(path: str | Path, dense_path: str | Path, threads: int, **settings) -> dict[str, Any]:
     """`paired_speed` of the GGUF at `path` against the dense GGUF of the same format in llama.cpp,
     in a fresh process (as the PyTorch pairs), with both files' sizes."""
-    cmd = [sys.executable, "-m", "prunebench.evaluation.deployed", str(path), "--dense", str(dense_path),
-           "--threads", str(threads), "--settings", json.dumps(settings)]
     start = time.perf_counter()
-    result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+    result = run_fresh("prunebench.evaluation.deployed", str(path), "--dense", str(dense_path), "--threads",
+                       str(threads), "--settings", json.dumps(settings))
     return dict(result, wall_s=time.perf_counter() - start, file_mb=Path(path).stat().st_size / 2**20,
                 dense_file_mb=Path(dense_path).stat().st_size / 2**20)
 

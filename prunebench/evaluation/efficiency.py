@@ -27,7 +27,7 @@ from ..pruning.checkpoint import layer_shapes, load_pruned
 from ..sources.models import head_dim_of
 
 __all__ = ["flops_per_token", "run_workload", "speedup_interval", "paired_speed", "measure_pair", "pair_row",
-           "speed_columns"]
+           "speed_columns", "run_fresh"]
 
 
 def flops_per_token(model, context: int = 128) -> int:
@@ -149,13 +149,24 @@ def speed_columns(measures: dict[str, dict[str, float]], prefill_tokens: int, id
     return row
 
 
+def run_fresh(module: str, *args: str) -> dict[str, Any]:
+    """`python -m module args` in a fresh process that imports this very PruneBench (the one the
+    caller imported, first on its path): its last line of output, as JSON."""
+    import os
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    output = subprocess.run([sys.executable, "-m", module, *args], check=True, capture_output=True, text=True, env=env)
+    return json.loads(output.stdout.splitlines()[-1])
+
+
 def measure_pair(path: str, dense_path: str, threads: int, device: str = "cpu", **settings) -> dict[str, Any]:
     """`paired_speed` of the checkpoint at `path` against the dense one, in a fresh process whose
     peak memory, read before the dense model is loaded, is this model's alone."""
-    cmd = [sys.executable, "-m", "prunebench.evaluation.efficiency", str(path), "--dense", str(dense_path),
-           "--threads", str(threads), "--device", device, "--settings", json.dumps(settings)]
     start = time.perf_counter()
-    result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+    result = run_fresh("prunebench.evaluation.efficiency", str(path), "--dense", str(dense_path), "--threads",
+                       str(threads), "--device", device, "--settings", json.dumps(settings))
     return dict(result, wall_s=time.perf_counter() - start)
 
 

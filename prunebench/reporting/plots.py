@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
+from matplotlib.ticker import MaxNLocator, PercentFormatter, ScalarFormatter  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
 from .protocol import DAGGER  # noqa: E402
@@ -251,18 +251,59 @@ def recovery_figure(results: Results):
     return fig
 
 
+_FORMAT_MARKERS = {"f16": "o", "Q8_0": "s", "Q4_K_M": "^"}
+
+
+def deployment_figure(results: Results):
+    """Pruning and quantization together, in llama.cpp: each exported structure (w/o tune) in each
+    format, perplexity and decode speedup both against the dense model in f16; the dense model's own
+    quantized types in black. Error bars: the paired intervals."""
+    dep = results.deployment
+    quality = dep.quality[dep.quality["tune"] == "none"]
+    speed = dep.speed[dep.speed["dense_format"] == "f16"]
+    dataset = quality["dataset"].iloc[0]
+    models = list(dict.fromkeys(speed["model"]))
+    fig, axes = _grid(len(models), 1, width=7.5, height=4.5)
+    fig.set_layout_engine("constrained")
+    for (ax,), model in zip(axes, models):
+        points = quality[(quality["model"] == model) & (quality["dataset"] == dataset)].merge(
+            speed[speed["model"] == model], on=["model", "method", "ratio", "format"])
+        points = points.assign(ppl_ratio=points["dense_f16"].fillna(points["f16"]).fillna(1.0))
+        for (method, fmt), group in points.groupby(["method", "format"], sort=False):
+            low = (group["ppl_ratio"] - group["dense_f16_low"].fillna(group["f16_low"])).fillna(0)
+            high = (group["dense_f16_high"].fillna(group["f16_high"]) - group["ppl_ratio"]).fillna(0)
+            ax.errorbar(group["decode_speedup"], group["ppl_ratio"], xerr=_errors(group, "decode_speedup"),
+                        yerr=[low, high], capsize=2, linestyle="none", color=_color(method),
+                        marker=_FORMAT_MARKERS[fmt], markersize=8 if method == "dense" else 5,
+                        label=f"{method_label(method)} · {fmt}", zorder=3)
+            for _, p in group.iterrows():
+                if method != "dense":
+                    ax.annotate(f"{p['ratio']:g}", (p["decode_speedup"], p["ppl_ratio"]), fontsize=6, xytext=(3, 3),
+                                textcoords="offset points")
+        ax.axhline(1, color="black", linewidth=0.6)
+        ax.axvline(1, color="black", linewidth=0.6)
+        ax.set(yscale="log", xlabel="llama.cpp decode speedup vs the dense f16 model (×)",
+               ylabel=f"{DATASET_LABELS.get(dataset, dataset)} perplexity ÷ dense f16's (log)",
+               title=f"{model} · llama.cpp: pruning (markers by format) and quantization together")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+    _legend(fig, axes)
+    return fig
+
+
 FIGURES: dict[str, Callable] = {"perplexity": perplexity_figure, "zeroshot": zeroshot_figure,
-                                "speedup": speedup_figure, "tradeoff": tradeoff_figure, "recovery": recovery_figure}
+                                "speedup": speedup_figure, "tradeoff": tradeoff_figure, "recovery": recovery_figure,
+                                "deployment": deployment_figure}
 
 
 def figure_names(models: list[str], perplexity: bool, zeroshot: bool, efficiency: bool, pruned: bool,
-                 curve: bool = False) -> list[str]:
+                 curve: bool = False, deployed: bool = False) -> list[str]:
     """The figures a run produces (file stems under reports/figures/): what was measured (`curve`:
-    there are recovery-curve points)."""
+    there are recovery-curve points; `deployed`: exported GGUFs were evaluated and timed in llama.cpp)."""
     names = [name for name, made in (("perplexity", perplexity), ("zeroshot", zeroshot),
                                      ("speedup", efficiency and pruned),
                                      ("tradeoff", efficiency and pruned and perplexity),
-                                     ("recovery", curve and pruned)) if made]
+                                     ("recovery", curve and pruned), ("deployment", deployed)) if made]
     return names + ([f"structure_{m}" for m in models] if pruned else [])
 
 

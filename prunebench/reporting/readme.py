@@ -16,7 +16,8 @@ _FIGURE_TITLES = {"perplexity": "Perplexity (log scale) against the pruning rati
                   "speedup": "Measured speedup against the fraction of parameters removed, with the FLOP-ideal",
                   "structure": "Kept query heads and MLP channels per layer",
                   "tradeoff": "Perplexity against measured speedup, with the Pareto front",
-                  "recovery": "The recovery curve: perplexity and zero-shot average against the LoRA steps"}
+                  "recovery": "The recovery curve: perplexity and zero-shot average against the LoRA steps",
+                  "deployment": "llama.cpp: pruning and quantization together, against the dense f16 model"}
 
 
 def _provenance(results: Results) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 from ..evaluation import model_evaluation
 from ..evaluation.zeroshot import task_config
 from ..io import read_json
-from ..paths import split_run
+from ..paths import LLAMACPP, split_run
 from .deployment import Deployment, load_deployment
 
 __all__ = ["SUMMARY_COLUMNS", "PPL_COLUMNS", "TASK_COLUMNS", "METRIC_COLUMNS", "COLUMN_LABELS", "summary_row",
@@ -134,7 +134,7 @@ def earlier_results(tracked: Iterable[str], models: Iterable[str], evaluation: d
         for path in sorted(Path(root).glob(f"results/{model}/*/*/metrics.json")) + sorted(
                 Path(root).glob(f"results/{model}/*/*/*/metrics.json")):
             name = str(path.relative_to(root))
-            if name in tracked:
+            if name in tracked or path.parent.name == LLAMACPP:  # llama.cpp's numbers: the deployment tables'
                 continue
             recorded = read_json(path)["provenance"]["config"].get("evaluation")
             if recorded and model_evaluation(recorded) == model_evaluation(evaluation):

@@ -571,7 +571,29 @@ def deployment_quality_table(results: Results) -> Table:
              "of the dense model's in the same format, and in f16 (what pruning and quantization cost together).",
              "Export formats: model-f16.gguf written by PruneBench (llama.cpp's `deci` architecture for per-layer "
              "widths), quantized by llama.cpp's own quantizer (README \"Deployment\")."]
+    notes += _export_notes(results.deployment.exports)
     return Table("Deployed formats: llama.cpp perplexity beside PyTorch's", columns, groups, notes)
+
+
+def _export_notes(exports: pd.DataFrame) -> list[str]:
+    """Which rows have a standard HF folder, which needed zero units padded into the GGUF (llama.cpp
+    cannot express their structure as it is), which have no GGUF and why."""
+    def names(rows: pd.DataFrame) -> str:
+        return ", ".join(f"{method_label(r.method)}{'' if r.method == 'dense' else f' {r.ratio:g}'}"
+                         f"{' w/ tune' if r.tune != 'none' else ''}" for r in rows.itertuples())
+
+    notes = []
+    hf = exports[exports["hf"] == "written"]
+    if len(hf):
+        notes.append(f"Standard Hugging Face folder (plain from_pretrained): {names(hf)}; the others' per-layer widths "
+                     "or biases have no standard config (use the GGUF or the PruneBench checkpoint).")
+    padded = exports[exports["paddings"] > 0]
+    if len(padded):
+        notes.append(f"Padded with zero units (exact; speed given up where they run): {names(padded)} "
+                     "(export.json names each layer and the llama.cpp source that forces it).")
+    missing = exports[exports["gguf"] != "written"]
+    notes += [f"No GGUF for {names(missing.iloc[[i]])}: {reason}" for i, reason in enumerate(missing["gguf_reason"])]
+    return notes
 
 
 def deployment_speed_table(results: Results) -> Table:

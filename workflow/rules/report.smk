@@ -33,7 +33,8 @@ EARLIER_LLAMACPP_SPEED = sorted(set(glob.glob(paths.EFFICIENCY_LLAMACPP.format(m
 REPORT_TABLES = table_names(PPL_DATASETS, ZEROSHOT, BENCHMARKED, DENSE_FULL, bool(METHODS), SEEDED,
                             models=len(MODELS), curve=CURVE, deployed=bool(LLAMACPP or EARLIER_LLAMACPP),
                             deployed_speed=bool(LLAMACPP_SPEED or EARLIER_LLAMACPP_SPEED))
-REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), ZEROSHOT, BENCHMARKED, bool(METHODS), CURVE)
+REPORT_FIGURES = figure_names(MODELS, bool(PPL_DATASETS), ZEROSHOT, BENCHMARKED, bool(METHODS), CURVE,
+                              deployed=bool(LLAMACPP_SPEED or EARLIER_LLAMACPP_SPEED))
 
 
 def report_inputs(wc):

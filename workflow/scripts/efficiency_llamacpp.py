@@ -54,7 +54,7 @@ for key, export in sm.input.items():
         continue
     # As in the PyTorch benchmark, a structure is timed once: the GGUF's per-layer counts (paddings
     # included) decide the speed, not the weights' values.
-    shapes = repr(info["gguf"]["layers"])
+    shapes = repr((info["gguf"]["layers"], info["gguf"]["hidden"]))
     for fmt, dense_fmt in pairs(sm.params.formats):
         if (shapes, fmt, dense_fmt) not in by_shapes:
             by_shapes[shapes, fmt, dense_fmt] = (key, measure_gguf_pair(
