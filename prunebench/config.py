@@ -4,6 +4,8 @@ Each failure names the bad value and what is allowed. Nothing here touches resul
 """
 from __future__ import annotations
 
+import importlib.util
+
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +256,9 @@ def _check_export(config: dict[str, Any]) -> None:
         for name in export.get(key) or []:
             if name not in known:
                 raise ValueError(f"export.{key}: {name!r} is not among this config's {key}; allowed: {list(known)}")
+    if export.get("enabled") and importlib.util.find_spec("llama_cpp") is None:
+        raise ValueError("export.enabled: true needs llama-cpp-python (llama.cpp's runtime and quantizer), which is "
+                         "not installed: `make setup` builds it (README \"Deployment\"), or set export.enabled: false")
     if export.get("enabled") and "f16" not in export.get("formats", ["f16"]):
         raise ValueError(f"export.formats {export['formats']} lacks f16: the quantized types are made from it "
                          "(allowed: f16 with any of Q8_0, Q4_K_M)")
