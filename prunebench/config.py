@@ -5,7 +5,6 @@ Each failure names the bad value and what is allowed. Nothing here touches resul
 from __future__ import annotations
 
 import importlib.util
-
 from pathlib import Path
 from typing import Any
 
