@@ -396,7 +396,8 @@ def deployed(results: Results) -> list[str]:
                              f"×{f16['pytorch'].max():.3f} PyTorch's of the checkpoints ({dtype}) on the same windows; "
                              f"{holds.sum()} of {len(f16)} paired intervals hold ×1.")
         speed = dep.speed[dep.speed["model"] == model] if not dep.speed.empty else dep.speed
-        pruned = speed[(speed["method"] != "dense") & (speed["format"] == speed["dense_format"])] if len(speed) else speed
+        same_format = (speed["method"] != "dense") & (speed["format"] == speed["dense_format"]) if len(speed) else []
+        pruned = speed[same_format] if len(speed) else speed
         eff = results.efficiency
         for measure in speed_measures(speed) if len(speed) else []:
             parts = []

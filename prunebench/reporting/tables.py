@@ -614,7 +614,8 @@ def deployment_speed_table(results: Results) -> Table:
                               else "–")]
                 cells.append(_speedup_cell(torch_row.iloc[0], measure) if len(torch_row) else Cell())
                 for fmt in formats:
-                    pair = same[(same["format"] == fmt) & (same["dense_format"] == (fmt if method != "dense" else "f16"))]
+                    reference = fmt if method != "dense" else "f16"  # the dense rows: each type against f16
+                    pair = same[(same["format"] == fmt) & (same["dense_format"] == reference)]
                     cells.append(_speedup_cell(pair.iloc[0], measure) if len(pair) else Cell())
                 for fmt in crossed:
                     pair = same[(same["format"] == fmt) & (same["dense_format"] == "f16")]
